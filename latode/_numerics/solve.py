@@ -1,0 +1,226 @@
+"""The one place latode calls torchdiffeq: options, NFE counting and solver failures.
+
+torchdiffeq does the solving and the adjoint. This module adds three things a product needs:
+
+* :class:`SolverOptions` — typed solver settings (method, tolerances, adjoint on/off, a step
+  budget on every adaptive solve and an optional wall-clock budget);
+* :class:`CountedDynamics` — a wrapper that counts function evaluations (NFE). It stores only
+  Python integers, never per-step tensors, so the adjoint's memory stays flat in depth;
+* :func:`odeint_checked` — calls ``odeint`` or ``odeint_adjoint`` and turns torchdiffeq's bare
+  ``AssertionError`` (step underflow, ``max_num_steps`` exceeded, non-finite state) into a
+  :class:`~latode.exceptions.SolverError` whose message says what to change.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchdiffeq import odeint, odeint_adjoint
+
+from latode.exceptions import SolverError
+
+__all__ = [
+    "ADAPTIVE_METHODS",
+    "FIXED_STEP_METHODS",
+    "SolverOptions",
+    "CountedDynamics",
+    "odeint_checked",
+    "count_nfe",
+    "reset_nfe",
+    "solver_error_from",
+]
+
+ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+FIXED_STEP_METHODS = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")
+
+_REMEDY = (
+    "Try looser tolerances (rtol/atol), a fixed-step solver (solver='rk4' with a step_size), "
+    "a larger max_num_steps, or a smaller learning_rate."
+)
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Settings of one ODE solve.
+
+    Parameters
+    ----------
+    method : str
+        A torchdiffeq method: adaptive (``"dopri5"``, ...) or fixed-step (``"rk4"``, ...).
+    rtol, atol : float
+        Relative and absolute tolerances of adaptive methods.
+    adjoint : bool
+        Backpropagate with the adjoint method (memory constant in the number of steps)
+        instead of through the solver's operations.
+    step_size : float or None
+        Step of fixed-step methods; ``None`` steps between the requested times only.
+    max_num_steps : int
+        Step budget of an adaptive solve; exceeding it raises :class:`SolverError`.
+    time_budget : float or None
+        Wall-clock seconds one solve (forward or adjoint backward) may take.
+    """
+
+    method: str = "dopri5"
+    rtol: float = 1e-3
+    atol: float = 1e-4
+    adjoint: bool = False
+    step_size: float | None = None
+    max_num_steps: int = 10_000
+    time_budget: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in ADAPTIVE_METHODS + FIXED_STEP_METHODS:
+            raise ValueError(
+                f"Unknown ODE solver {self.method!r}; use one of "
+                f"{', '.join(ADAPTIVE_METHODS + FIXED_STEP_METHODS)}."
+            )
+
+    @property
+    def adaptive(self) -> bool:
+        return self.method in ADAPTIVE_METHODS
+
+    def torchdiffeq_options(self) -> dict:
+        """The ``options`` dict torchdiffeq expects for this method."""
+        if self.adaptive:
+            return {"max_num_steps": int(self.max_num_steps)}
+        return {} if self.step_size is None else {"step_size": float(self.step_size)}
+
+
+class CountedDynamics(nn.Module):
+    """Wrap dynamics ``f(t, y)`` and count its evaluations.
+
+    Only integers are kept (``nfe``), so wrapping costs no memory per solver step.
+
+    Parameters
+    ----------
+    func : nn.Module
+        The dynamics, called as ``func(t, y)``.
+
+    Examples
+    --------
+    >>> f = CountedDynamics(nn.Linear(2, 2))
+    >>> _ = f(torch.tensor(0.0), torch.zeros(1, 2))
+    >>> f.nfe
+    1
+    """
+
+    def __init__(self, func: nn.Module):
+        super().__init__()
+        self.func = func
+        self.nfe = 0
+        self._deadline: float | None = None
+
+    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.nfe += 1
+        if self._deadline is not None and time.perf_counter() > self._deadline:
+            raise SolverError(
+                f"The ODE solve ran past its time budget after {self.nfe} function "
+                f"evaluations. {_REMEDY}"
+            )
+        return self.func(t, y)
+
+
+def count_nfe(module: nn.Module) -> int:
+    """Total evaluations counted by every :class:`CountedDynamics` inside ``module``."""
+    return sum(m.nfe for m in module.modules() if isinstance(m, CountedDynamics))
+
+
+def reset_nfe(module: nn.Module) -> None:
+    """Set the counters of every :class:`CountedDynamics` inside ``module`` to zero."""
+    for m in module.modules():
+        if isinstance(m, CountedDynamics):
+            m.nfe = 0
+
+
+def solver_error_from(error: BaseException) -> SolverError | None:
+    """The :class:`SolverError` that torchdiffeq's ``error`` stands for, or ``None``.
+
+    torchdiffeq reports solver failures as bare ``AssertionError``; the adjoint's backward
+    solve raises them from ``loss.backward()``, so the trainer translates there too.
+    """
+    if isinstance(error, SolverError):
+        return error
+    if not isinstance(error, AssertionError):
+        return None
+    text = str(error)
+    if "underflow in dt" in text:
+        what = "The ODE solver's step size underflowed (the dynamics are too stiff)"
+    elif "max_num_steps exceeded" in text:
+        what = "The ODE solver exceeded its step budget (max_num_steps)"
+    elif "non-finite values" in text:
+        what = "The ODE state became non-finite (NaN or inf) during the solve"
+    else:
+        return None
+    return SolverError(f"{what}: {text.splitlines()[0][:200]}. {_REMEDY}")
+
+
+def odeint_checked(
+    func: CountedDynamics | Callable,
+    y0: torch.Tensor,
+    t: torch.Tensor,
+    options: SolverOptions,
+) -> torch.Tensor:
+    """Solve ``dy/dt = func(t, y)`` from ``y0`` at times ``t`` with torchdiffeq.
+
+    Parameters
+    ----------
+    func : nn.Module
+        Dynamics; must be an ``nn.Module`` when ``options.adjoint`` is true (its parameters
+        receive the adjoint gradients).
+    y0 : Tensor, shape (..., d)
+        State at ``t[0]``.
+    t : Tensor, shape (T,)
+        Strictly monotonic times.
+    options : SolverOptions
+
+    Returns
+    -------
+    Tensor, shape (T, ..., d)
+
+    Raises
+    ------
+    SolverError
+        On step underflow, an exhausted step or time budget, or a non-finite state.
+
+    Examples
+    --------
+    >>> class Decay(nn.Module):
+    ...     def forward(self, t, y):
+    ...         return -y
+    >>> y = odeint_checked(Decay(), torch.ones(1), torch.tensor([0.0, 1.0]),
+    ...                    SolverOptions(rtol=1e-8, atol=1e-9))
+    >>> round(float(y[-1]), 6)  # exp(-1)
+    0.367879
+    """
+    if options.time_budget is not None and isinstance(func, CountedDynamics):
+        func._deadline = time.perf_counter() + options.time_budget
+    solver_kwargs = dict(
+        rtol=options.rtol,
+        atol=options.atol,
+        method=options.method,
+        options=options.torchdiffeq_options(),
+    )
+    try:
+        if options.adjoint:
+            if not isinstance(func, nn.Module):
+                raise TypeError("adjoint=True needs the dynamics to be a torch.nn.Module")
+            return odeint_adjoint(
+                func,
+                y0,
+                t,
+                adjoint_options=options.torchdiffeq_options(),
+                **solver_kwargs,
+            )
+        return odeint(func, y0, t, **solver_kwargs)
+    except AssertionError as error:
+        translated = solver_error_from(error)
+        if translated is None:
+            raise
+        raise translated from error
+    finally:
+        if isinstance(func, CountedDynamics):
+            func._deadline = None

@@ -1,0 +1,178 @@
+"""Ragged irregular series packed once into flat arrays, and batched for ODE solves.
+
+:class:`PackedSeries` stores every observation of every series in one sorted array with an
+``indptr`` of series boundaries (as neuralforecast does), so nothing loops over series in
+Python. Batches come in two layouts, chosen by the model:
+
+* :meth:`PackedSeries.union_batch` — the union of the batch's timestamps as one grid, values
+  and masks of shape (batch, grid, channels); one ODE solve serves the whole batch (Rubanova
+  et al. 2019);
+* :meth:`PackedSeries.padded_batch` — each series' own times, padded to the longest, with
+  lengths; for per-series solves and RNNs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["PackedSeries", "UnionBatch", "PaddedBatch"]
+
+
+@dataclass
+class UnionBatch:
+    """Series on the union of their timestamps.
+
+    Attributes
+    ----------
+    times : Tensor, shape (grid,)
+        Strictly increasing model times.
+    values : Tensor, shape (batch, grid, channels)
+        Zero where not observed.
+    mask : Tensor, shape (batch, grid, channels)
+        1.0 where observed.
+    present : Tensor, shape (batch, grid)
+        1.0 where the series has a row at that time (even with all channels NaN).
+    series : ndarray, shape (batch,)
+        Positions of the series in the :class:`PackedSeries`.
+    grid_keys : ndarray, shape (grid,)
+        Exact time keys of the grid.
+    """
+
+    times: torch.Tensor
+    values: torch.Tensor
+    mask: torch.Tensor
+    present: torch.Tensor
+    series: np.ndarray
+    grid_keys: np.ndarray
+
+
+@dataclass
+class PaddedBatch:
+    """Series on their own times, padded at the end.
+
+    Attributes
+    ----------
+    times : Tensor, shape (batch, length)
+    values, mask : Tensor, shape (batch, length, channels)
+    lengths : Tensor, shape (batch,)
+    series : ndarray, shape (batch,)
+    """
+
+    times: torch.Tensor
+    values: torch.Tensor
+    mask: torch.Tensor
+    lengths: torch.Tensor
+    series: np.ndarray
+
+
+@dataclass
+class PackedSeries:
+    """Every observation of many series, sorted by series then time.
+
+    Attributes
+    ----------
+    ids : ndarray, shape (n_series,)
+        Series ids in the user's type.
+    indptr : ndarray, shape (n_series + 1,)
+        Rows ``indptr[i]:indptr[i+1]`` belong to series ``i``.
+    keys : ndarray, shape (n_rows,)
+        Exact time keys (int64 ns or float64).
+    times : ndarray, shape (n_rows,)
+        Model times (float64).
+    values : ndarray, shape (n_rows, channels)
+        Values, NaN where not observed.
+    """
+
+    ids: np.ndarray
+    indptr: np.ndarray
+    keys: np.ndarray
+    times: np.ndarray
+    values: np.ndarray
+
+    @property
+    def n_series(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_channels(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    @property
+    def series_of_row(self) -> np.ndarray:
+        """Position of the series each row belongs to, shape (n_rows,)."""
+        return np.repeat(np.arange(self.n_series), self.lengths)
+
+    def rows_of(self, series: np.ndarray) -> np.ndarray:
+        """Row indices of the given series positions, in order."""
+        starts, ends = self.indptr[series], self.indptr[series + 1]
+        lengths = ends - starts
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return np.repeat(starts, lengths) + offsets
+
+    def subset(self, series: np.ndarray) -> PackedSeries:
+        """A new :class:`PackedSeries` with only the given series positions."""
+        series = np.asarray(series, dtype=np.int64)
+        rows = self.rows_of(series)
+        indptr = np.concatenate([[0], np.cumsum(self.lengths[series])])
+        return PackedSeries(self.ids[series], indptr, self.keys[rows], self.times[rows],
+                            self.values[rows])
+
+    def union_batch(self, series: np.ndarray | None = None, *, dtype=torch.float32,
+                    device: str | torch.device = "cpu") -> UnionBatch:
+        """Batch ``series`` (positions; all when ``None``) on the union of their times."""
+        series = np.arange(self.n_series) if series is None else np.asarray(series, np.int64)
+        rows = self.rows_of(series)
+        grid_keys, column = np.unique(self.keys[rows], return_inverse=True)
+        grid_times = np.empty(len(grid_keys))
+        grid_times[column] = self.times[rows]
+        batch_row = np.repeat(np.arange(len(series)), self.lengths[series])
+        values, mask, present = self._scatter(rows, batch_row, column,
+                                              (len(series), len(grid_keys)))
+        return UnionBatch(
+            times=torch.as_tensor(grid_times, dtype=dtype, device=device),
+            values=torch.as_tensor(values, dtype=dtype, device=device),
+            mask=torch.as_tensor(mask, dtype=dtype, device=device),
+            present=torch.as_tensor(present, dtype=dtype, device=device),
+            series=series, grid_keys=grid_keys,
+        )
+
+    def padded_batch(self, series: np.ndarray | None = None, *, dtype=torch.float32,
+                     device: str | torch.device = "cpu") -> PaddedBatch:
+        """Batch ``series`` on their own times, padded to the longest (times pad with the
+        series' last time, values and masks with zeros)."""
+        series = np.arange(self.n_series) if series is None else np.asarray(series, np.int64)
+        rows = self.rows_of(series)
+        lengths = self.lengths[series]
+        batch_row = np.repeat(np.arange(len(series)), lengths)
+        position = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        shape = (len(series), int(lengths.max()) if len(series) else 0)
+        values, mask, _ = self._scatter(rows, batch_row, position, shape)
+        times = np.zeros(shape)
+        times[batch_row, position] = self.times[rows]
+        last = self.times[self.indptr[series + 1] - 1] if len(series) else np.zeros(0)
+        padding = np.arange(shape[1])[None, :] >= lengths[:, None]
+        times = np.where(padding, last[:, None], times)
+        return PaddedBatch(
+            times=torch.as_tensor(times, dtype=dtype, device=device),
+            values=torch.as_tensor(values, dtype=dtype, device=device),
+            mask=torch.as_tensor(mask, dtype=dtype, device=device),
+            lengths=torch.as_tensor(lengths, dtype=torch.long, device=device),
+            series=series,
+        )
+
+    def _scatter(self, rows, batch_row, column, shape):
+        values = np.zeros(shape + (self.n_channels,))
+        mask = np.zeros(shape + (self.n_channels,))
+        present = np.zeros(shape)
+        observed = ~np.isnan(self.values[rows])
+        values[batch_row, column] = np.where(observed, self.values[rows], 0.0)
+        mask[batch_row, column] = observed
+        present[batch_row, column] = 1.0
+        return values, mask, present

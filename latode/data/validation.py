@@ -1,0 +1,227 @@
+"""The one gate for user frames: every check of a long-format DataFrame lives here.
+
+Errors say what is wrong, where (column and series) and what to do, so that nothing deeper
+(torch, the solver) ever sees a bad frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["FrameSpec", "validate_long_frame", "time_kind", "show"]
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """Which columns of a long frame hold the series id, the time and the values.
+
+    Parameters
+    ----------
+    id_col, time_col : str
+    target_cols : tuple of str
+        The value channels (NaN where a channel was not observed).
+    """
+
+    id_col: str = "unique_id"
+    time_col: str = "ds"
+    target_cols: tuple[str, ...] = ("y",)
+
+
+def show(value: object) -> str:
+    """A value as users read it in messages: ``'a'`` for strings, ``3``, ``2024-01-01``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _first_series(df: pd.DataFrame, id_col: str, rows: np.ndarray) -> str:
+    return show(df[id_col].to_numpy()[np.flatnonzero(rows)[0]])
+
+
+def time_kind(column: pd.Series, name: str) -> str:
+    """``"datetime"``, ``"timedelta"`` or ``"float"``: how a time column is read.
+
+    Raises
+    ------
+    TypeError
+        For strings, objects or booleans.
+    ValueError
+        For datetimes in several time zones.
+    """
+    dtype = column.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        return "datetime"
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        return "timedelta"
+    if pd.api.types.is_bool_dtype(dtype):
+        raise TypeError(f"Time column {name!r} is boolean; pass datetimes, timedeltas or numbers.")
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "float"
+    values = column.dropna()
+    if len(values) and all(isinstance(v, pd.Timestamp) for v in values):
+        zones = sorted({str(v.tz) for v in values})
+        raise ValueError(
+            f"Time column {name!r} mixes time zones ({', '.join(zones)}); convert it to one "
+            f"zone first, e.g. pd.to_datetime(df[{name!r}], utc=True)."
+        )
+    raise TypeError(
+        f"Time column {name!r} has dtype {dtype}; pass datetimes, timedeltas or numbers "
+        f"(for strings use pd.to_datetime(df[{name!r}]) or pd.to_timedelta)."
+    )
+
+
+def _resolve_targets(
+    df: pd.DataFrame, spec_id: str, spec_time: str, target_cols: Sequence[str] | None
+) -> tuple[str, ...]:
+    if target_cols is None:
+        targets = tuple(
+            c for c in df.columns
+            if c not in (spec_id, spec_time) and pd.api.types.is_numeric_dtype(df[c].dtype)
+        )
+        if not targets:
+            raise ValueError(
+                f"The frame has no numeric value column besides {spec_id!r} and {spec_time!r}; "
+                "add one or name the value columns with target_cols=[...]."
+            )
+        return targets
+    if isinstance(target_cols, str):
+        return (target_cols,)
+    return tuple(target_cols)
+
+
+def validate_long_frame(
+    df: object,
+    id_col: str = "unique_id",
+    time_col: str = "ds",
+    target_cols: Sequence[str] | None = None,
+    *,
+    require_observed: bool = True,
+    allow_empty_targets: bool = False,
+    argument: str = "df",
+) -> FrameSpec:
+    """Check a long-format frame and return the :class:`FrameSpec` that reads it.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One row per (series, timestamp).
+    id_col, time_col : str
+    target_cols : sequence of str or None
+        ``None`` takes every numeric column other than the id and time columns.
+    require_observed : bool
+        Every series must have at least one observed (non-NaN) value.
+    allow_empty_targets : bool
+        Accept a frame with no value column (timestamps only, e.g. the times to forecast).
+    argument : str
+        The argument's name in error messages.
+
+    Returns
+    -------
+    FrameSpec
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"unique_id": ["a", "a"], "ds": [0.0, 1.5], "y": [1.0, None]})
+    >>> validate_long_frame(df).target_cols
+    ('y',)
+    >>> validate_long_frame(df.iloc[[0, 0]])
+    Traceback (most recent call last):
+    ...
+    ValueError: df has 1 duplicate (series, time) rows, e.g. series 'a' at time 0.0; ...
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(
+            f"{argument} must be a pandas DataFrame in long format (one row per series and "
+            f"timestamp); got {type(df).__name__}."
+        )
+    if len(df) == 0:
+        raise ValueError(f"{argument} is empty; pass at least one observation.")
+    for role, col in (("id_col", id_col), ("time_col", time_col)):
+        if col not in df.columns:
+            raise ValueError(
+                f"{argument} has no column {col!r} ({role}); its columns are "
+                f"{list(df.columns)}. Pass {role}= with the right name."
+            )
+    targets = () if allow_empty_targets and target_cols == () else _resolve_targets(
+        df, id_col, time_col, target_cols
+    )
+    missing = [c for c in targets if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{argument} has no value column(s) {missing}; its columns are {list(df.columns)}. "
+            "Fix target_cols=."
+        )
+    ids = df[id_col]
+    if ids.isna().any():
+        raise ValueError(
+            f"Column {id_col!r} of {argument} has {int(ids.isna().sum())} missing series ids; "
+            "drop or fill those rows."
+        )
+    _check_times(df, id_col, time_col, argument)
+    for col in targets:
+        _check_values(df, id_col, col, argument)
+    duplicated = df.duplicated(subset=[id_col, time_col]).to_numpy()
+    if duplicated.any():
+        row = np.flatnonzero(duplicated)[0]
+        raise ValueError(
+            f"{argument} has {int(duplicated.sum())} duplicate (series, time) rows, e.g. series "
+            f"{show(ids.iloc[row])} at time {show(df[time_col].iloc[row])}; keep one row per series and "
+            f"time, e.g. df.groupby([{id_col!r}, {time_col!r}], as_index=False).mean()."
+        )
+    if require_observed and targets:
+        never = [c for c in targets if df[c].isna().all()]
+        if never:
+            raise ValueError(
+                f"Value column(s) {never} of {argument} have no observed value at all; drop "
+                "them from target_cols (nothing can be learned about them)."
+            )
+        observed = df[list(targets)].notna().any(axis=1)
+        per_series = observed.groupby(ids.to_numpy(), sort=False).any()
+        if not per_series.all():
+            empty = per_series.index[~per_series.to_numpy()]
+            raise ValueError(
+                f"{len(empty)} series of {argument} have no observed value in {list(targets)}, "
+                f"e.g. {show(empty[0])}; drop those series or give them at least one observation."
+            )
+    return FrameSpec(id_col=id_col, time_col=time_col, target_cols=tuple(targets))
+
+
+def _check_times(df: pd.DataFrame, id_col: str, time_col: str, argument: str) -> None:
+    column = df[time_col]
+    kind = time_kind(column, time_col)
+    bad = column.isna().to_numpy()
+    label = "NaT" if kind != "float" else "NaN"
+    if kind == "float":
+        bad = bad | ~np.isfinite(column.to_numpy(dtype=float, na_value=np.nan))
+        label = "NaN or infinite"
+    if bad.any():
+        raise ValueError(
+            f"Column {time_col!r} of {argument} has {int(bad.sum())} {label} timestamps, e.g. "
+            f"in series {_first_series(df, id_col, bad)}; drop or fill those rows."
+        )
+
+
+def _check_values(df: pd.DataFrame, id_col: str, col: str, argument: str) -> None:
+    column = df[col]
+    if pd.api.types.is_bool_dtype(column.dtype) or not pd.api.types.is_numeric_dtype(
+        column.dtype
+    ):
+        sample = column.dropna()
+        example = f" (e.g. {sample.iloc[0]!r})" if len(sample) else ""
+        raise TypeError(
+            f"Value column {col!r} of {argument} has non-numeric dtype {column.dtype}{example}; "
+            f"convert it with pd.to_numeric(df[{col!r}], errors='coerce') or drop it from "
+            "target_cols."
+        )
+    values = column.to_numpy(dtype=float, na_value=np.nan)
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise ValueError(
+            f"Value column {col!r} of {argument} has {int(infinite.sum())} infinite values, "
+            f"e.g. in series {_first_series(df, id_col, infinite)}; replace them with NaN "
+            "(not observed) or a finite value."
+        )

@@ -1,0 +1,222 @@
+"""What every torch-backed latode estimator shares: parameters, seeding, devices, training,
+saving and loading.
+
+Concrete estimators inherit :class:`TorchEstimator`, declare their own parameters in
+``__init__`` (stored unchanged, scikit-learn style) and implement:
+
+* ``_fitted_state()`` — the plain data (numbers, strings, lists, dicts, tensors) besides the
+  weights that describe the fitted model, including what is needed to rebuild ``module_``;
+* ``_restore_fitted_state(state)`` — the inverse: set fitted attributes and build ``module_``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+
+from latode._numerics import ADAPTIVE_METHODS, FIXED_STEP_METHODS, SolverOptions
+from latode._params import InstanceOf, Interval, Options, validate_params
+from latode.exceptions import InvalidCheckpointError, NotFittedError
+from latode.training import EarlyStopping, ProgressBar, Trainer, atomic_save, safe_load
+
+__all__ = ["TorchEstimator", "COMMON_CONSTRAINTS", "resolve_device", "seed_from"]
+
+FORMAT_VERSION = 1
+
+COMMON_CONSTRAINTS: dict[str, list] = {
+    "solver": [Options(ADAPTIVE_METHODS + FIXED_STEP_METHODS)],
+    "rtol": [Interval(float, 0, 1, closed="neither")],
+    "atol": [Interval(float, 0, None, closed="neither")],
+    "adjoint": [Options((True, False))],
+    "step_size": [InstanceOf(type(None)), Interval(float, 0, None, closed="neither")],
+    "max_num_steps": [Interval(int, 1, None)],
+    "max_epochs": [Interval(int, 1, None)],
+    "batch_size": [Interval(int, 1, None)],
+    "learning_rate": [Interval(float, 0, None, closed="neither")],
+    "weight_decay": [Interval(float, 0, None)],
+    "grad_clip": [InstanceOf(type(None)), Interval(float, 0, None, closed="neither")],
+    "patience": [InstanceOf(type(None)), Interval(int, 1, None)],
+    "validation_fraction": [Interval(float, 0, 1, closed="left")],
+    "random_state": [InstanceOf(type(None)), Interval(int, 0, 2**32 - 1)],
+    "device": [
+        InstanceOf(str, torch.device, description="'auto', 'cpu', 'cuda', 'cuda:N' or a device")
+    ],
+    "verbose": [Interval(int, 0, None)],
+}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` is CUDA when available, else CPU; a CUDA request without CUDA is an error.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"The 'device' parameter must be 'auto', 'cpu', 'cuda' or 'cuda:N'. Got {device!r}."
+        ) from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available on this machine. "
+            "Use device='cpu' or device='auto'."
+        )
+    return resolved
+
+
+def seed_from(random_state: int | None) -> int:
+    """An integer seed from ``random_state`` (``None`` draws a fresh one)."""
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+def to_plain(value: Any) -> Any:
+    """Convert numpy containers and scalars to what ``torch.load(weights_only=True)`` reads."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_plain(v) for v in value)
+    return value
+
+
+class TorchEstimator(BaseEstimator):
+    """Base class of latode's torch-backed estimators (see the module docstring)."""
+
+    #: subclasses merge their own constraints with COMMON_CONSTRAINTS
+    _parameter_constraints: dict[str, list] = {}
+
+    # ----------------------------------------------------------- fit helpers
+    def _validate_params(self) -> None:
+        validate_params(self)
+
+    def _solver_options(self, **overrides: Any) -> SolverOptions:
+        values = dict(
+            method=self.solver, rtol=float(self.rtol), atol=float(self.atol),
+            adjoint=bool(self.adjoint), step_size=self.step_size,
+            max_num_steps=int(self.max_num_steps),
+        )
+        values.update(overrides)
+        return SolverOptions(**values)
+
+    def _train(
+        self,
+        module: torch.nn.Module,
+        batch_loss,
+        batches,
+        *,
+        validate=None,
+        seed: int,
+        checkpoint_dir: str | os.PathLike | None = None,
+        tracking: Any = None,
+        data_summary: dict[str, Any] | None = None,
+        distributed_average=None,
+    ) -> list[dict[str, float]]:
+        """Train ``module`` with the shared :class:`Trainer` and this estimator's settings.
+
+        Sets ``history_``, ``n_epochs_``, ``best_epoch_`` and ``bad_steps_``.
+        """
+        early = EarlyStopping(
+            monitor="val_loss" if validate is not None else "train_loss",
+            patience=self.patience,
+        )
+        callbacks = [early, ProgressBar(self.max_epochs, type(self).__name__, self.verbose)]
+        if tracking:
+            from latode.tracking import TrackingCallback
+
+            callbacks.append(TrackingCallback(self, tracking, data_summary or {}))
+        trainer = Trainer(
+            module, batch_loss, batches, validate=validate, max_epochs=self.max_epochs,
+            learning_rate=float(self.learning_rate), weight_decay=float(self.weight_decay),
+            grad_clip=None if self.grad_clip is None else float(self.grad_clip),
+            callbacks=callbacks, checkpoint_dir=checkpoint_dir,
+            checkpoint_tag=self._checkpoint_tag(data_summary), seed=seed,
+            distributed_average=distributed_average,
+        )
+        try:
+            history = trainer.fit()
+        finally:
+            self.history_ = list(trainer.history)
+            self.n_epochs_ = len(trainer.history)
+            self.best_epoch_ = early.best_epoch
+            self.bad_steps_ = trainer.total_bad_steps
+        return history
+
+    def _checkpoint_tag(self, data_summary: dict[str, Any] | None) -> dict[str, Any]:
+        params = {k: repr(v) for k, v in sorted(self.get_params(deep=False).items())
+                  if k not in ("verbose", "device")}
+        return {"estimator": type(self).__name__, "params": params,
+                "data": {k: repr(v) for k, v in sorted((data_summary or {}).items())}}
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "module_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "module_")
+
+    # ---------------------------------------------------------- persistence
+    def _fitted_state(self) -> dict[str, Any]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _restore_fitted_state(self, state: dict[str, Any]) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted estimator to ``path`` (weights and plain data; no pickle).
+
+        Returns
+        -------
+        Path
+            The path written.
+        """
+        self._check_fitted()
+        params = {k: v for k, v in self.get_params(deep=False).items()}
+        payload = {
+            "latode_kind": type(self).__name__,
+            "format_version": FORMAT_VERSION,
+            "params": to_plain(params),
+            "fitted": to_plain(self._fitted_state()),
+            "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
+        }
+        atomic_save(payload, path)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device | None = None):
+        """Read an estimator written by :meth:`save`.
+
+        Only tensors and plain data are read (``weights_only=True``); a file that is not a
+        checkpoint of this estimator raises :class:`~latode.exceptions.InvalidCheckpointError`.
+        """
+        payload = safe_load(path, kind=cls.__name__)
+        if payload.get("format_version") != FORMAT_VERSION:
+            raise InvalidCheckpointError(
+                f"{str(path)!r} has format version {payload.get('format_version')!r}; this "
+                f"latode reads version {FORMAT_VERSION}. Save the model again with this version."
+            )
+        params = dict(payload["params"])
+        if device is not None:
+            params["device"] = device
+        estimator = cls(**params)
+        estimator._restore_fitted_state(payload["fitted"])
+        estimator.module_.load_state_dict(payload["state_dict"])
+        estimator.module_.to(resolve_device(estimator.device))
+        estimator.module_.eval()
+        return estimator

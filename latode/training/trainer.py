@@ -1,0 +1,300 @@
+"""The one training loop every latode estimator uses.
+
+The estimator supplies what is specific to its model — how to draw an epoch's batches, the
+loss of a batch, the validation score — and the :class:`Trainer` does the rest: optimisation,
+gradient clipping, NFE counting, skipping non-finite steps, recovering from solver failures,
+callbacks, the per-epoch ``history`` and atomic checkpoints that make a killed fit resumable
+with the same result.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from latode._numerics import count_nfe, reset_nfe, solver_error_from
+from latode.exceptions import InvalidCheckpointError, SolverError, TrainingDivergedError
+from latode.training.callbacks import Callback, EarlyStopping
+from latode.training.checkpoint import atomic_save, safe_load
+
+__all__ = ["Trainer", "CHECKPOINT_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+BatchLoss = Callable[[nn.Module, Any], "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
+
+
+class Trainer:
+    """Train ``module`` by minimising ``batch_loss`` with Adam.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The model; its parameters are optimised in place.
+    batch_loss : callable
+        ``batch_loss(module, batch)`` returns a scalar loss tensor, or ``(loss, metrics)``
+        where ``metrics`` maps names to floats averaged into the epoch's record.
+    batches : callable
+        ``batches(generator)`` returns the epoch's batches; shuffle with ``generator`` (a
+        ``torch.Generator`` whose state is checkpointed) so a resumed fit sees the same ones.
+    validate : callable or None
+        ``validate(module)`` returns the validation loss (float) or a dict of floats that
+        includes ``"val_loss"``; called without gradients, in eval mode, after each epoch.
+    max_epochs : int
+    learning_rate, weight_decay : float
+    grad_clip : float or None
+        Clip the gradients' global norm to this value.
+    max_bad_steps : int
+        Consecutive failed steps (non-finite loss or gradient, solver failure) after which
+        training stops with :class:`TrainingDivergedError`, keeping the best weights.
+    lr_decay_on_bad : float
+        Factor applied to the learning rate after each failed step.
+    callbacks : sequence of Callback
+    checkpoint_dir : path or None
+        Write ``checkpoint.pt`` there atomically after every epoch and resume from it.
+    checkpoint_tag : dict or None
+        Plain data identifying the run (estimator, parameters, data); a checkpoint with another
+        tag is refused instead of being resumed into the wrong model.
+    seed : int
+        Seeds the batch generator.
+    distributed_average : callable or None
+        Called with the module after ``backward``; averages gradients across processes when
+        training under ``torch.distributed`` (see :mod:`latode.training.distributed`).
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        batch_loss: BatchLoss,
+        batches: Callable[[torch.Generator], Iterable[Any]],
+        *,
+        validate: Callable[[nn.Module], float | dict[str, float]] | None = None,
+        max_epochs: int = 100,
+        learning_rate: float = 1e-2,
+        weight_decay: float = 0.0,
+        grad_clip: float | None = None,
+        max_bad_steps: int = 10,
+        lr_decay_on_bad: float = 0.5,
+        callbacks: Sequence[Callback] = (),
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_tag: dict[str, Any] | None = None,
+        seed: int = 0,
+        distributed_average: Callable[[nn.Module], None] | None = None,
+    ):
+        self.module = module
+        self.batch_loss = batch_loss
+        self.batches = batches
+        self.validate = validate
+        self.max_epochs = max_epochs
+        self.grad_clip = grad_clip
+        self.max_bad_steps = max_bad_steps
+        self.lr_decay_on_bad = lr_decay_on_bad
+        self.callbacks = list(callbacks)
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.checkpoint_tag = checkpoint_tag or {}
+        self.distributed_average = distributed_average
+        self.optimizer = torch.optim.Adam(
+            module.parameters(), lr=learning_rate, weight_decay=weight_decay
+        )
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.history: list[dict[str, float]] = []
+        self.stop_training = False
+        self.finished = False
+        self.total_bad_steps = 0
+        self.resumed_from_epoch = 0
+        self._consecutive_bad = 0
+        self._last_good_state = copy.deepcopy(module.state_dict())
+
+    # ------------------------------------------------------------------ public
+    @property
+    def learning_rate(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def fit(self) -> list[dict[str, float]]:
+        """Run (or resume) training; returns the history, one dict per epoch."""
+        self._resume_if_possible()
+        for callback in self.callbacks:
+            callback.on_fit_start(self)
+        try:
+            while (
+                not self.finished
+                and not self.stop_training
+                and len(self.history) < self.max_epochs
+            ):
+                record = self._run_epoch(epoch=len(self.history) + 1)
+                self.history.append(record)
+                for callback in self.callbacks:
+                    callback.on_epoch_end(self, record)
+                self._last_good_state = copy.deepcopy(self.module.state_dict())
+                if self.stop_training or len(self.history) >= self.max_epochs:
+                    self.finished = True
+                self._save_checkpoint()
+        finally:
+            self._restore_best()
+            for callback in self.callbacks:
+                callback.on_fit_end(self)
+        return self.history
+
+    # ------------------------------------------------------------------ epoch
+    def _run_epoch(self, epoch: int) -> dict[str, float]:
+        self.module.train()
+        start = time.perf_counter()
+        totals: dict[str, float] = {}
+        good_steps = 0
+        bad_steps = 0
+        for batch in self.batches(self.generator):
+            outcome = self._step(batch)
+            if outcome is None:
+                bad_steps += 1
+                continue
+            good_steps += 1
+            for key, value in outcome.items():
+                totals[key] = totals.get(key, 0.0) + value
+        record: dict[str, float] = {"epoch": float(epoch)}
+        for key, value in totals.items():
+            record[key] = value / good_steps
+        record.setdefault("train_loss", math.nan)
+        record.update(self._validation_record())
+        record["lr"] = self.learning_rate
+        record["bad_steps"] = float(bad_steps)
+        record["epoch_time"] = time.perf_counter() - start
+        return record
+
+    def _step(self, batch: Any) -> dict[str, float] | None:
+        """One optimisation step; returns its metrics, or ``None`` when it was skipped."""
+        reset_nfe(self.module)
+        try:
+            out = self.batch_loss(self.module, batch)
+            loss, metrics = out if isinstance(out, tuple) else (out, {})
+            nfe_forward = count_nfe(self.module)
+            if not torch.isfinite(loss):
+                return self._bad_step("the loss is not finite")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nfe_backward = count_nfe(self.module) - nfe_forward
+            if self.distributed_average is not None:
+                self.distributed_average(self.module)
+            norm = self._clip_gradients()
+            if not math.isfinite(norm):
+                return self._bad_step("the gradient is not finite")
+            self.optimizer.step()
+        except (SolverError, AssertionError) as error:
+            solver_error = solver_error_from(error)
+            if solver_error is None:
+                raise
+            # Go back to the last weights that completed an epoch: the failed step may have
+            # followed an update that made the dynamics stiff.
+            self.module.load_state_dict(self._last_good_state)
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._bad_step(str(solver_error), warn=True)
+        self._consecutive_bad = 0
+        return {
+            "train_loss": float(loss.detach()),
+            "nfe_forward": float(nfe_forward),
+            "nfe_backward": float(nfe_backward),
+            "grad_norm": norm,
+            **{k: float(v) for k, v in metrics.items()},
+        }
+
+    def _clip_gradients(self) -> float:
+        params = [p for p in self.module.parameters() if p.grad is not None]
+        if not params:
+            return 0.0
+        max_norm = self.grad_clip if self.grad_clip is not None else math.inf
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+    def _bad_step(self, reason: str, warn: bool = False) -> None:
+        self.total_bad_steps += 1
+        self._consecutive_bad += 1
+        for group in self.optimizer.param_groups:
+            group["lr"] *= self.lr_decay_on_bad
+        if warn:
+            warnings.warn(
+                f"Skipped a training step: {reason} Weights went back to the last good "
+                f"epoch; learning rate reduced to {self.learning_rate:.3g}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        if self._consecutive_bad >= self.max_bad_steps:
+            raise TrainingDivergedError(
+                f"Training stopped after {self._consecutive_bad} consecutive failed steps "
+                f"(last: {reason}). The best weights seen so far are kept. Lower the "
+                f"learning_rate, set grad_clip, or loosen the solver tolerances."
+            )
+        return None
+
+    def _validation_record(self) -> dict[str, float]:
+        if self.validate is None:
+            return {}
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                out = self.validate(self.module)
+        except SolverError as error:
+            warnings.warn(f"Validation solve failed: {error}", RuntimeWarning, stacklevel=3)
+            out = math.inf
+        finally:
+            self.module.train()
+        if isinstance(out, dict):
+            return {k: float(v) for k, v in out.items()}
+        return {"val_loss": float(out)}
+
+    def _restore_best(self) -> None:
+        for callback in self.callbacks:
+            if isinstance(callback, EarlyStopping) and callback.best_state is not None:
+                self.module.load_state_dict(callback.best_state)
+                return
+
+    # ------------------------------------------------------------- checkpoints
+    def _checkpoint_path(self) -> Path | None:
+        return None if self.checkpoint_dir is None else self.checkpoint_dir / CHECKPOINT_NAME
+
+    def _save_checkpoint(self) -> None:
+        path = self._checkpoint_path()
+        if path is None:
+            return
+        atomic_save(
+            {
+                "latode_kind": "checkpoint",
+                "tag": self.checkpoint_tag,
+                "module": self.module.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "history": self.history,
+                "finished": self.finished,
+                "total_bad_steps": self.total_bad_steps,
+                "generator": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "callbacks": [cb.state_dict() for cb in self.callbacks],
+            },
+            path,
+        )
+
+    def _resume_if_possible(self) -> None:
+        path = self._checkpoint_path()
+        if path is None or not path.exists():
+            return
+        state = safe_load(path, kind="checkpoint")
+        if state["tag"] != self.checkpoint_tag:
+            raise InvalidCheckpointError(
+                f"The checkpoint in {str(self.checkpoint_dir)!r} belongs to another fit "
+                f"(different estimator, parameters or data). Use an empty checkpoint_dir, "
+                f"or delete {str(path)!r} to start over."
+            )
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history = list(state["history"])
+        self.finished = bool(state["finished"])
+        self.total_bad_steps = int(state["total_bad_steps"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        for callback, cb_state in zip(self.callbacks, state["callbacks"]):
+            callback.load_state_dict(cb_state)
+        self.resumed_from_epoch = len(self.history)
+        self._last_good_state = copy.deepcopy(self.module.state_dict())
