@@ -18,7 +18,28 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["PackedSeries", "UnionBatch", "PaddedBatch"]
+__all__ = ["PackedSeries", "UnionBatch", "PaddedBatch", "solver_grid"]
+
+
+def solver_grid(times: np.ndarray, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
+    """Sorted distinct times *in the solver's dtype*, for a strictly increasing ODE grid.
+
+    Float times that differ only below the dtype's precision (``0.1 + 0.2`` and ``0.3`` in
+    float32) share one grid point.
+
+    Returns
+    -------
+    grid : ndarray (float64 holding dtype-exact values), first : index of each grid point's
+    first occurrence in ``times``, inverse : grid position of each element of ``times``.
+
+    Examples
+    --------
+    >>> grid, first, inverse = solver_grid(np.array([0.3, 0.1 + 0.2, 0.0]), torch.float32)
+    >>> len(grid), inverse.tolist()
+    (2, [1, 1, 0])
+    """
+    cast = torch.as_tensor(np.asarray(times, dtype=np.float64)).to(dtype).to(torch.float64)
+    return np.unique(cast.numpy(), return_index=True, return_inverse=True)
 
 
 @dataclass
@@ -129,10 +150,16 @@ class PackedSeries:
         """Batch ``series`` (positions; all when ``None``) on the union of their times."""
         series = np.arange(self.n_series) if series is None else np.asarray(series, np.int64)
         rows = self.rows_of(series)
-        grid_keys, column = np.unique(self.keys[rows], return_inverse=True)
-        grid_times = np.empty(len(grid_keys))
-        grid_times[column] = self.times[rows]
+        grid_times, first, column = solver_grid(self.times[rows], dtype)
+        grid_keys = self.keys[rows][first]
         batch_row = np.repeat(np.arange(len(series)), self.lengths[series])
+        pairs = batch_row * len(grid_times) + column
+        if len(np.unique(pairs)) < len(pairs):
+            clash = series[batch_row[np.flatnonzero(np.diff(np.sort(pairs)) == 0)[0]]]
+            raise ValueError(
+                f"Series {self.ids[clash]!r} has timestamps closer together than the model's "
+                f"{dtype} time resolution; merge them or pass a smaller time_scale."
+            )
         values, mask, present = self._scatter(rows, batch_row, column,
                                               (len(series), len(grid_keys)))
         return UnionBatch(

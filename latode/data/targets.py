@@ -1,0 +1,120 @@
+"""Which (series, time) pairs a forecast is asked for: the ``timestamps`` / ``horizon`` /
+``freq`` arguments of ``predict`` and ``sample``, checked and packed."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from latode.data.converter import IrregularFrameConverter
+from latode.data.packing import PackedSeries
+from latode.data.validation import show
+
+__all__ = ["forecast_targets"]
+
+
+def _packed_from_keys(conv: IrregularFrameConverter, ids: np.ndarray,
+                      keys_per_series: np.ndarray) -> PackedSeries:
+    """Every series of ``ids`` at the rows of ``keys_per_series`` (n_series, n_times)."""
+    n_series, n_times = keys_per_series.shape
+    keys = keys_per_series.reshape(-1)
+    return PackedSeries(
+        ids=ids, indptr=np.arange(n_series + 1) * n_times, keys=keys,
+        times=conv.time_axis_.to_model(keys),
+        values=np.full((len(keys), len(conv.channels)), np.nan),
+    )
+
+
+def _offset_keys(conv: IrregularFrameConverter, offsets: object, argument: str) -> np.ndarray:
+    """Offsets (durations or numbers) as time-key increments, checked positive."""
+    values = list(offsets) if isinstance(offsets, (Sequence, np.ndarray, pd.Index, pd.Series)) \
+        and not isinstance(offsets, str) else [offsets]
+    if not values:
+        raise ValueError(f"{argument} is empty; give at least one offset.")
+    if conv.time_axis_.kind == "float":
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+            raise TypeError(
+                f"{argument} must be numbers (the model's times are numbers); got "
+                f"{show(values[0])} of type {type(values[0]).__name__}."
+            )
+        keys = np.asarray(values, dtype=np.float64)
+    else:
+        try:
+            keys = np.asarray([pd.Timedelta(v).value for v in values], dtype=np.int64)
+        except (ValueError, TypeError) as error:
+            raise TypeError(
+                f"{argument} must be durations (pd.Timedelta or strings like '6h') since the "
+                f"model's times are {conv.time_axis_.kind}s; got {show(values[0])}."
+            ) from error
+    if not np.all(np.isfinite(keys)) or np.any(keys <= 0):
+        raise ValueError(f"{argument} must be positive (forecasts go forward from the last "
+                         f"observation); got {show(values[int(np.argmin(keys))])}.")
+    return keys
+
+
+def forecast_targets(conv: IrregularFrameConverter, context: PackedSeries, *,
+                     timestamps: object = None, horizon: object = None,
+                     freq: object = None) -> PackedSeries:
+    """The (series, time) rows to forecast, packed with NaN values.
+
+    Parameters
+    ----------
+    conv : IrregularFrameConverter
+        Fitted converter (its time axis decides what times are valid).
+    context : PackedSeries
+        The series' observed context.
+    timestamps : DataFrame, sequence of times, or None
+        A frame of (id, time) rows — each id must have context — or times applied to every
+        series of the context.
+    horizon : duration, number, sequence of them, or None
+        Offsets from each series' last context time: a sequence is used as given; a single
+        value needs ``freq`` and gives ``freq, 2 freq, ...`` up to ``horizon``.
+    freq : duration, number or None
+        Spacing of a regular horizon grid.
+    """
+    if (timestamps is None) == (horizon is None):
+        raise ValueError("Pass exactly one of timestamps= (times to forecast) or horizon= "
+                         "(offsets from each series' last observation).")
+    if isinstance(timestamps, pd.DataFrame):
+        targets = conv.pack(timestamps, argument="timestamps", values=False)
+        known = pd.Index(context.ids)
+        unknown = ~pd.Index(targets.ids).isin(known)
+        if unknown.any():
+            missing = targets.ids[np.flatnonzero(unknown)[0]]
+            raise ValueError(
+                f"Series {show(missing)} in timestamps has no observations in context_df; a "
+                "forecast needs each series' observed context. Add its rows to context_df."
+            )
+        return targets
+    if timestamps is not None:
+        if isinstance(timestamps, (str, bytes)) or not hasattr(timestamps, "__len__"):
+            raise TypeError("timestamps must be a DataFrame of (id, time) rows or a sequence of "
+                            f"times; got {type(timestamps).__name__}.")
+        times = pd.Series(list(timestamps)) if not isinstance(timestamps, pd.Series) \
+            else timestamps.reset_index(drop=True)
+        if len(times) == 0:
+            raise ValueError("timestamps is empty; give at least one time to forecast.")
+        if times.isna().any():
+            raise ValueError("timestamps contains missing values (NaN/NaT); remove them.")
+        keys = np.unique(conv.time_axis_.keys(times, "timestamps"))
+        return _packed_from_keys(conv, context.ids, np.tile(keys, (context.n_series, 1)))
+    last = context.keys[context.indptr[1:] - 1]
+    if freq is None:
+        is_sequence = isinstance(horizon, (Sequence, np.ndarray, pd.Index, pd.Series)) \
+            and not isinstance(horizon, str)
+        if not is_sequence:
+            raise ValueError("A single horizon needs freq= (the spacing of the forecast grid); "
+                             "or pass horizon as a list of offsets, or timestamps=.")
+        offsets = _offset_keys(conv, horizon, "horizon")
+    else:
+        span = _offset_keys(conv, horizon, "horizon")[0]
+        step = _offset_keys(conv, freq, "freq")[0]
+        count = int(np.floor(span / step + 1e-9))
+        if count < 1:
+            raise ValueError("horizon is shorter than freq; no forecast time would remain.")
+        offsets = step * np.arange(1, count + 1, dtype=np.asarray(step).dtype)
+    offsets = np.unique(offsets)
+    return _packed_from_keys(conv, context.ids, last[:, None] + offsets[None, :])

@@ -1,0 +1,110 @@
+"""Recognition networks q(z0 | observations) that read irregular series backwards in time.
+
+Both encoders take a union-grid batch — ``times`` (grid,), ``values`` and ``mask``
+(batch, grid, channels) — and return the mean and log-variance of z0 at ``times[0]``. Values
+enter only through ``values * mask`` together with the mask itself, and a series' hidden state
+is updated only at grid points where it has an observation, so unobserved entries change
+nothing (Rubanova et al. 2019, section 3).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from latode._numerics import CountedDynamics, SolverOptions, odeint_checked
+from latode.nn.dynamics import MLPDynamics, mlp
+
+__all__ = ["GRUDeltaTEncoder", "ODERNNEncoder", "build_encoder"]
+
+
+class _BackwardEncoder(nn.Module):
+    """Shared parts: a GRU cell fed ``[x * m, m]`` and a head to (mu, logvar)."""
+
+    def __init__(self, n_channels: int, hidden_dim: int, latent_dim: int, extra_inputs: int):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.cell = nn.GRUCell(2 * n_channels + extra_inputs, hidden_dim)
+        self.head = mlp(hidden_dim, (hidden_dim,), 2 * latent_dim)
+
+    def _update(self, h: torch.Tensor, x: torch.Tensor, m: torch.Tensor,
+                extra: torch.Tensor | None = None) -> torch.Tensor:
+        inputs = [x * m, m] + ([] if extra is None else [extra])
+        h_new = self.cell(torch.cat(inputs, dim=-1), h)
+        observed = (m.sum(-1, keepdim=True) > 0).to(h)
+        return observed * h_new + (1 - observed) * h
+
+    def _posterior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(h).chunk(2, dim=-1)
+        return mu, logvar.clamp(-10.0, 5.0)
+
+
+class GRUDeltaTEncoder(_BackwardEncoder):
+    """GRU over the observations in reverse time, with the time gap as an input (the
+    recognition RNN of Chen et al. 2018).
+
+    Parameters
+    ----------
+    n_channels, hidden_dim, latent_dim : int
+
+    Examples
+    --------
+    >>> enc = GRUDeltaTEncoder(2, 8, 4)
+    >>> mu, logvar = enc(torch.linspace(0, 1, 5), torch.zeros(3, 5, 2), torch.ones(3, 5, 2))
+    >>> mu.shape
+    torch.Size([3, 4])
+    """
+
+    def __init__(self, n_channels: int, hidden_dim: int, latent_dim: int):
+        super().__init__(n_channels, hidden_dim, latent_dim, extra_inputs=1)
+
+    def forward(self, times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor):
+        batch = values.shape[0]
+        h = values.new_zeros(batch, self.hidden_dim)
+        # Gap from each series' previously read (later) observation; starts at 0.
+        last_seen = times[-1].expand(batch, 1).clone()
+        for i in range(len(times) - 1, -1, -1):
+            m = mask[:, i]
+            gap = last_seen - times[i]
+            h = self._update(h, values[:, i], m, gap)
+            observed = m.sum(-1, keepdim=True) > 0
+            last_seen = torch.where(observed, times[i].expand_as(last_seen), last_seen)
+        return self._posterior(h)
+
+
+class ODERNNEncoder(_BackwardEncoder):
+    """ODE-RNN: the hidden state follows an ODE between observations and takes a GRU update
+    at each one, run from the last time back to ``times[0]`` (Rubanova et al. 2019).
+
+    Parameters
+    ----------
+    n_channels, hidden_dim, latent_dim : int
+    solver : SolverOptions
+        Options of the hidden-state solves (one per grid interval).
+    """
+
+    def __init__(self, n_channels: int, hidden_dim: int, latent_dim: int,
+                 solver: SolverOptions):
+        super().__init__(n_channels, hidden_dim, latent_dim, extra_inputs=0)
+        self.dynamics = CountedDynamics(MLPDynamics(hidden_dim, (hidden_dim,)))
+        self.solver = solver
+
+    def forward(self, times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor):
+        batch = values.shape[0]
+        h = values.new_zeros(batch, self.hidden_dim)
+        for i in range(len(times) - 1, -1, -1):
+            if i < len(times) - 1:
+                span = torch.stack([times[i + 1], times[i]])
+                h = odeint_checked(self.dynamics, h, span, self.solver)[-1]
+            h = self._update(h, values[:, i], mask[:, i])
+        return self._posterior(h)
+
+
+def build_encoder(kind: str, n_channels: int, hidden_dim: int, latent_dim: int,
+                  solver: SolverOptions) -> _BackwardEncoder:
+    """``"rnn"`` -> :class:`GRUDeltaTEncoder`, ``"ode-rnn"`` -> :class:`ODERNNEncoder`."""
+    if kind == "rnn":
+        return GRUDeltaTEncoder(n_channels, hidden_dim, latent_dim)
+    if kind == "ode-rnn":
+        return ODERNNEncoder(n_channels, hidden_dim, latent_dim, solver)
+    raise ValueError(f"encoder must be 'rnn' or 'ode-rnn'; got {kind!r}.")
