@@ -1,0 +1,27 @@
+"""Data sets for irregular time series: synthetic generators and offline loaders.
+
+Every loader returns long frames (``unique_id``, ``ds``, one float column per channel, NaN
+where a channel was not observed), sorted by ``unique_id, ds``.
+"""
+
+from latode.datasets._periodic import PeriodicData, make_periodic
+from latode.datasets._physionet import (
+    PHYSIONET2012_DESCRIPTORS,
+    PHYSIONET2012_VARIABLES,
+    load_physionet2012,
+)
+from latode.datasets._rdata import PBCSEQ_LABS, load_coal, load_pbcseq
+from latode.datasets._spirals import SpiralsData, make_spirals
+
+__all__ = [
+    "PBCSEQ_LABS",
+    "PHYSIONET2012_DESCRIPTORS",
+    "PHYSIONET2012_VARIABLES",
+    "PeriodicData",
+    "SpiralsData",
+    "load_coal",
+    "load_pbcseq",
+    "load_physionet2012",
+    "make_periodic",
+    "make_spirals",
+]

