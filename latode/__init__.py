@@ -1,9 +1,11 @@
 """latode: forecasting irregularly sampled time series with latent ODEs.
 
-The public face: estimators, data helpers and the version. Everything else lives in
+The public face: estimators, data sets, exceptions and the version. Everything else lives in
 private modules or subpackages.
 """
 
+from latode import datasets
+from latode.estimators import LatentODEForecaster, RNNForecaster
 from latode.exceptions import (
     InvalidCheckpointError,
     LatodeError,
@@ -16,9 +18,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "InvalidCheckpointError",
+    "LatentODEForecaster",
     "LatodeError",
     "NotFittedError",
+    "RNNForecaster",
     "SolverError",
     "TrainingDivergedError",
     "__version__",
+    "datasets",
 ]

@@ -157,7 +157,7 @@ class TorchEstimator(BaseEstimator):
 
     def _checkpoint_tag(self, data_summary: dict[str, Any] | None) -> dict[str, Any]:
         params = {k: repr(v) for k, v in sorted(self.get_params(deep=False).items())
-                  if k not in ("verbose", "device")}
+                  if k not in ("verbose", "device", "max_epochs")}
         return {"estimator": type(self).__name__, "params": params,
                 "data": {k: repr(v) for k, v in sorted((data_summary or {}).items())}}
 

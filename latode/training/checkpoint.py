@@ -7,7 +7,6 @@ A checkpoint holds tensors and plain Python containers only, so it is read back 
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -62,7 +61,9 @@ def safe_load(path: str | os.PathLike, *, kind: str, map_location: Any = "cpu") 
         raise FileNotFoundError(f"No latode file at {str(path)!r}.")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+    except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
+        # e.g. pickle.UnpicklingError for objects outside the allow-list, KeyError or
+        # EOFError for plain pickles and truncated files, RuntimeError for other formats.
         raise InvalidCheckpointError(
             f"{str(path)!r} is not a latode {kind} file (it could not be read as one: "
             f"{str(error).splitlines()[0][:160]}). Pass a file written by latode's save()."

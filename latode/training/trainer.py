@@ -106,7 +106,6 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(int(seed))
         self.history: list[dict[str, float]] = []
         self.stop_training = False
-        self.finished = False
         self.total_bad_steps = 0
         self.resumed_from_epoch = 0
         self._consecutive_bad = 0
@@ -123,18 +122,12 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_fit_start(self)
         try:
-            while (
-                not self.finished
-                and not self.stop_training
-                and len(self.history) < self.max_epochs
-            ):
+            while not self.stop_training and len(self.history) < self.max_epochs:
                 record = self._run_epoch(epoch=len(self.history) + 1)
                 self.history.append(record)
                 for callback in self.callbacks:
                     callback.on_epoch_end(self, record)
                 self._last_good_state = copy.deepcopy(self.module.state_dict())
-                if self.stop_training or len(self.history) >= self.max_epochs:
-                    self.finished = True
                 self._save_checkpoint()
         finally:
             self._restore_best()
@@ -267,7 +260,7 @@ class Trainer:
                 "module": self.module.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "history": self.history,
-                "finished": self.finished,
+                "stopped": self.stop_training,
                 "total_bad_steps": self.total_bad_steps,
                 "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
@@ -290,7 +283,9 @@ class Trainer:
         self.module.load_state_dict(state["module"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = list(state["history"])
-        self.finished = bool(state["finished"])
+        # A run that stopped early stays stopped; one that reached its max_epochs continues
+        # when asked for more epochs.
+        self.stop_training = bool(state["stopped"])
         self.total_bad_steps = int(state["total_bad_steps"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])

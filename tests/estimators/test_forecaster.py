@@ -1,0 +1,229 @@
+"""LatentODEForecaster and RNNForecaster through the public API."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+
+from latode.estimators import LatentODEForecaster, RNNForecaster
+from latode.exceptions import InvalidCheckpointError, NotFittedError
+
+DECAY = 0.7
+
+
+def linear_ode_frame(n=32, k=10, seed=0):
+    """Noise-free y' = -0.7 y, y0 ~ U(-2, 2), on one irregular time grid in [0, 2]."""
+    rng = np.random.default_rng(seed)
+    t = np.tile(np.sort(rng.uniform(0, 2, size=k)), (n, 1))
+    y0 = rng.uniform(-2, 2, size=(n, 1))
+    df = pd.DataFrame({"unique_id": np.repeat([f"s{i}" for i in range(n)], k),
+                       "ds": t.ravel(), "y": (y0 * np.exp(-DECAY * t)).ravel()})
+    return df, y0.ravel()
+
+
+def small(cls=LatentODEForecaster, **kw):
+    params = dict(max_epochs=3, batch_size=32, verbose=0, random_state=0, time_scale=1.0)
+    if cls is LatentODEForecaster:
+        params.update(latent_dim=2, hidden=(16,), encoder="rnn", encoder_hidden=16)
+    else:
+        params.update(hidden_dim=16)
+    params.update(kw)
+    return cls(**params)
+
+
+@pytest.fixture(scope="module")
+def linear_fit():
+    df, y0 = linear_ode_frame()
+    model = small(max_epochs=150, learning_rate=2e-2, patience=None,
+                  validation_fraction=0.0).fit(df)
+    return model, df, y0
+
+
+def test_fitting_a_noise_free_linear_ode_recovers_its_forecast(linear_fit):
+    model, df, y0 = linear_fit
+    future = np.array([2.5, 3.0])
+    fc = model.predict(df, timestamps=future, quantiles=None, n_samples=10)
+    truth = (y0[:, None] * np.exp(-DECAY * future[None, :])).ravel()
+    assert np.max(np.abs(fc["y"].to_numpy() - truth)) < 0.08
+
+
+def test_predict_before_between_and_after_observations(linear_fit):
+    model, df, y0 = linear_fit
+    context = df[df.unique_id == "s3"]
+    obs_t = context.ds.to_numpy()
+    requested = np.array([obs_t[0] - 0.05, (obs_t[4] + obs_t[5]) / 2, obs_t[-1] + 0.5])
+    fc = model.predict(context, timestamps=requested, quantiles=(0.1, 0.9), n_samples=50)
+    assert list(fc.ds) == list(requested)
+    assert (fc.unique_id == "s3").all()
+    truth = y0[3] * np.exp(-DECAY * requested)
+    assert np.max(np.abs(fc.y.to_numpy() - truth)) < 0.15  # y spans [-2, 2]
+    assert (fc["y_q0.1"] <= fc["y"]).all() and (fc["y"] <= fc["y_q0.9"]).all()
+
+
+def test_output_columns_levels_and_types():
+    df = pd.DataFrame({"sid": ["a"] * 4 + ["b"] * 3,
+                       "when": pd.to_datetime(["2024-01-01 00:00", "2024-01-01 05:00",
+                                               "2024-01-02 00:00", "2024-01-03 00:00",
+                                               "2024-01-01 02:00", "2024-01-01 09:00",
+                                               "2024-01-02 12:00"]).tz_localize("UTC"),
+                       "hr": [80, 82, np.nan, 90, 70, 71, 73.0], "spo2": [97, np.nan, 95, 96,
+                                                                     99, 98, np.nan]})
+    model = small(id_col="sid", time_col="when", time_scale="1D").fit(df)
+    fc = model.predict(df, horizon=pd.Timedelta("12h"), freq="6h", quantiles=None,
+                       level=(80,))
+    assert list(fc.columns) == ["sid", "when", "hr", "hr-lo-80", "hr-hi-80", "spo2",
+                                "spo2-lo-80", "spo2-hi-80"]
+    assert fc.when.dtype == df.when.dtype
+    last = df.groupby("sid").when.max()
+    expected = [last["a"] + pd.Timedelta("6h"), last["a"] + pd.Timedelta("12h"),
+                last["b"] + pd.Timedelta("6h"), last["b"] + pd.Timedelta("12h")]
+    assert list(fc.when) == expected
+    rows = pd.DataFrame({"sid": ["b", "a"], "when": [last["b"], last["a"]]})
+    assert model.predict(df, timestamps=rows).shape[0] == 2
+
+
+def test_sample_returns_long_frame_with_sample_id():
+    df, _ = linear_ode_frame(n=6, k=5)
+    model = small().fit(df)
+    paths = model.sample(df, horizon=[0.5, 1.0], n_samples=7, random_state=1)
+    assert list(paths.columns) == ["sample_id", "unique_id", "ds", "y"]
+    assert len(paths) == 7 * 6 * 2 and set(paths.sample_id) == set(range(7))
+    again = model.sample(df, horizon=[0.5, 1.0], n_samples=7, random_state=1)
+    pd.testing.assert_frame_equal(paths, again)
+
+
+def test_score_is_higher_on_the_training_law_than_on_shuffled_values(linear_fit):
+    model, df, _ = linear_fit
+    good = model.score(df)
+    shuffled = df.assign(y=np.random.default_rng(0).permutation(df.y.to_numpy()))
+    assert np.isfinite(good) and good > model.score(shuffled) + 1.0
+
+
+def test_random_state_makes_fits_identical():
+    df, _ = linear_ode_frame(n=8, k=6)
+    a = small().fit(df)
+    b = small().fit(df)
+    strip = [{k: v for k, v in r.items() if k != "epoch_time"} for r in a.history_]
+    assert strip == [{k: v for k, v in r.items() if k != "epoch_time"} for r in b.history_]
+    pd.testing.assert_frame_equal(a.predict(df, horizon=[1.0]), b.predict(df, horizon=[1.0]))
+
+
+def test_history_records_losses_and_nfe():
+    df, _ = linear_ode_frame(n=10, k=6)
+    model = small(validation_fraction=0.2).fit(df)
+    record = model.history_[-1]
+    for key in ("train_loss", "val_loss", "nfe_forward", "nfe_backward", "lr", "epoch_time"):
+        assert key in record
+    assert record["nfe_forward"] > 0
+    assert model.n_epochs_ == 3 and 1 <= model.best_epoch_ <= 3
+
+
+@pytest.mark.parametrize("cls", [LatentODEForecaster, RNNForecaster])
+def test_sklearn_contract(cls):
+    est = small(cls)
+    params = est.get_params()
+    assert vars(est) == params  # __init__ stores its arguments and nothing else
+    cloned = clone(est)
+    assert cloned.get_params() == params and cloned is not est
+    est.set_params(max_epochs=2)
+    assert est.get_params()["max_epochs"] == 2
+    df, _ = linear_ode_frame(n=6, k=5)
+    assert est.fit(df) is est
+    first = est.predict(df, horizon=[0.5])
+    est.fit(df)  # refit starts from scratch: same seed, same result
+    pd.testing.assert_frame_equal(first, est.predict(df, horizon=[0.5]))
+
+
+@pytest.mark.parametrize("cls", [LatentODEForecaster, RNNForecaster])
+def test_save_load_and_pickle_round_trip(cls, tmp_path):
+    df, _ = linear_ode_frame(n=6, k=5)
+    model = small(cls).fit(df)
+    expected = model.predict(df, horizon=[0.3, 0.9])
+    loaded = cls.load(model.save(tmp_path / "model.pt"))
+    pd.testing.assert_frame_equal(loaded.predict(df, horizon=[0.3, 0.9]), expected)
+    unpickled = pickle.loads(pickle.dumps(model))
+    pd.testing.assert_frame_equal(unpickled.predict(df, horizon=[0.3, 0.9]), expected)
+    assert loaded.history_ == model.history_
+
+
+def test_load_refuses_files_that_are_not_latode_models(tmp_path):
+    bogus = tmp_path / "bogus.pt"
+    torch.save({"weights": torch.zeros(2)}, bogus)
+    with pytest.raises(InvalidCheckpointError, match="not a latode LatentODEForecaster"):
+        LatentODEForecaster.load(bogus)
+    text = tmp_path / "text.pt"
+    text.write_text("hello")
+    with pytest.raises(InvalidCheckpointError):
+        LatentODEForecaster.load(text)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as handle:
+        pickle.dump({"latode_kind": "LatentODEForecaster", "x": Evil()}, handle)
+    with pytest.raises(InvalidCheckpointError):
+        LatentODEForecaster.load(evil)
+
+
+@pytest.fixture(scope="module")
+def fitted_small():
+    df, _ = linear_ode_frame(n=6, k=5)
+    return small().fit(df), df
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        (dict(timestamps=pd.DataFrame({"unique_id": ["zz"], "ds": [3.0]})), ValueError,
+         ["'zz'", "context_df"]),
+        (dict(timestamps=pd.to_datetime(["2024-01-01"])), TypeError, ["timestamps", "float"]),
+        (dict(timestamps=["soon"]), TypeError, ["timestamps"]),
+        (dict(horizon=[-1.0]), ValueError, ["horizon", "positive"]),
+        (dict(horizon=[pd.Timedelta("1h")]), TypeError, ["horizon", "numbers"]),
+        (dict(horizon=1.0), ValueError, ["freq"]),
+        (dict(), ValueError, ["timestamps=", "horizon="]),
+        (dict(timestamps=[1.0], horizon=[1.0]), ValueError, ["exactly one"]),
+        (dict(horizon=[1.0], quantiles=(0.5, 1.5)), ValueError, ["quantiles", "(0, 1)"]),
+        (dict(horizon=[1.0], level=(120,)), ValueError, ["level"]),
+        (dict(horizon=[1.0], n_samples=0), ValueError, ["n_samples"]),
+    ],
+    ids=["unknown-series", "wrong-time-type", "string-times", "negative-horizon",
+         "horizon-type", "horizon-without-freq", "no-target", "both-targets",
+         "bad-quantile", "bad-level", "bad-n-samples"],
+)
+def test_bad_predict_arguments(fitted_small, kwargs, error, words):
+    model, df = fitted_small
+    with pytest.raises(error) as info:
+        model.predict(df, **kwargs)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_bad_context_is_reported_as_context_df(fitted_small):
+    model, df = fitted_small
+    with pytest.raises(ValueError, match="context_df has no column 'ds'"):
+        model.predict(df.rename(columns={"ds": "t"}), horizon=[1.0])
+
+
+def test_not_fitted():
+    df, _ = linear_ode_frame(n=4, k=4)
+    for method in ("predict", "sample"):
+        with pytest.raises(NotFittedError, match="not fitted"):
+            getattr(LatentODEForecaster(), method)(df, horizon=[1.0])
+    with pytest.raises(NotFittedError):
+        LatentODEForecaster().score(df)
+
+
+@pytest.mark.parametrize("param, value, error", [
+    ("latent_dim", 0, ValueError), ("encoder", "lstm", ValueError), ("rtol", 2.0, ValueError),
+    ("solver", "rk45", ValueError), ("max_epochs", 1.5, TypeError), ("device", 3, TypeError),
+])
+def test_bad_hyperparameters_are_named(param, value, error):
+    df, _ = linear_ode_frame(n=4, k=4)
+    with pytest.raises(error, match=f"'{param}' parameter of LatentODEForecaster"):
+        small(**{param: value}).fit(df)

@@ -1,0 +1,161 @@
+"""The shared Trainer: bad steps, solver failures, early stopping and resumable checkpoints."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from latode.exceptions import InvalidCheckpointError, SolverError, TrainingDivergedError
+from latode.training import CHECKPOINT_NAME, Callback, EarlyStopping, Trainer
+
+
+def regression_problem(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 3, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.3
+    return x, y
+
+
+def make_trainer(module=None, loss=None, **kw):
+    x, y = regression_problem()
+    torch.manual_seed(0)
+    module = module or nn.Linear(3, 1)
+
+    def batches(generator):
+        order = torch.randperm(64, generator=generator)
+        for s in range(0, 64, 16):
+            yield order[s:s + 16]
+
+    def default_loss(m, idx):
+        return ((m(x[idx]).squeeze(-1) - y[idx]) ** 2).mean()
+
+    def validate(m):
+        return float(((m(x).squeeze(-1) - y) ** 2).mean())
+
+    kw.setdefault("validate", validate)
+    return Trainer(module, loss or default_loss, batches, learning_rate=0.05, **kw)
+
+
+def test_training_reduces_the_loss_and_records_history():
+    trainer = make_trainer(max_epochs=30)
+    history = trainer.fit()
+    assert len(history) == 30
+    assert history[-1]["val_loss"] < 0.01 * history[0]["val_loss"]
+    assert {"train_loss", "val_loss", "lr", "epoch_time", "grad_norm"} <= set(history[0])
+
+
+def test_non_finite_losses_are_skipped_counted_and_lower_the_learning_rate():
+    calls = {"n": 0}
+    x, y = regression_problem()
+
+    def flaky(m, idx):
+        calls["n"] += 1
+        loss = ((m(x[idx]).squeeze(-1) - y[idx]) ** 2).mean()
+        return loss * float("nan") if calls["n"] % 4 == 0 else loss
+
+    trainer = make_trainer(loss=flaky, max_epochs=3)
+    history = trainer.fit()
+    assert trainer.total_bad_steps == 3
+    assert [r["bad_steps"] for r in history] == [1.0, 1.0, 1.0]
+    assert trainer.learning_rate == pytest.approx(0.05 * 0.5**3)
+    assert all(math.isfinite(r["train_loss"]) for r in history)
+
+
+def test_consecutive_failures_stop_with_a_clear_error_and_keep_best_weights():
+    x, y = regression_problem()
+    calls = {"n": 0}
+
+    def breaks_later(m, idx):
+        calls["n"] += 1
+        loss = ((m(x[idx]).squeeze(-1) - y[idx]) ** 2).mean()
+        return loss if calls["n"] <= 8 else loss * float("inf")
+
+    early = EarlyStopping(patience=None)
+    trainer = make_trainer(loss=breaks_later, max_epochs=10, max_bad_steps=5, callbacks=[early])
+    with pytest.raises(TrainingDivergedError, match="5 consecutive failed steps"):
+        trainer.fit()
+    # 4 steps an epoch: epochs 1-2 train, epoch 3 fails 4 times, the 5th failure stops it
+    assert len(trainer.history) == 3 and early.best_epoch == 2
+    for name, value in trainer.module.state_dict().items():
+        torch.testing.assert_close(value, early.best_state[name])
+
+
+def test_solver_failure_restores_last_good_weights_and_warns():
+    x, y = regression_problem()
+    calls = {"n": 0}
+
+    def solver_fails_once(m, idx):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            with torch.no_grad():
+                m.weight.fill_(1e6)  # the step that failed had wrecked the weights
+            raise AssertionError("underflow in dt 1e-20")
+        return ((m(x[idx]).squeeze(-1) - y[idx]) ** 2).mean()
+
+    trainer = make_trainer(loss=solver_fails_once, max_epochs=3)
+    with pytest.warns(RuntimeWarning, match="step size underflowed"):
+        history = trainer.fit()
+    assert trainer.total_bad_steps == 1
+    assert trainer.module.weight.abs().max() < 100
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+
+
+def test_other_assertion_errors_are_not_swallowed():
+    def broken(m, idx):
+        raise AssertionError("a bug, not a solver failure")
+
+    with pytest.raises(AssertionError, match="a bug"):
+        make_trainer(loss=broken, max_epochs=1).fit()
+
+
+def test_early_stopping_stops_and_restores_best():
+    early = EarlyStopping(patience=2)
+
+    class Worsen(Callback):
+        def on_epoch_end(self, trainer, record):
+            record["val_loss"] = float(record["epoch"]) if record["epoch"] > 1 else 0.0
+
+    trainer = make_trainer(max_epochs=20, callbacks=[Worsen(), early])
+    trainer.fit()
+    assert len(trainer.history) == 3 and early.best_epoch == 1
+    for name, value in trainer.module.state_dict().items():
+        torch.testing.assert_close(value, early.best_state[name])
+
+
+def _without_time(history):
+    return [{k: v for k, v in r.items() if k != "epoch_time"} for r in history]
+
+
+def test_checkpoints_resume_to_the_same_history(tmp_path):
+    straight = make_trainer(max_epochs=6, callbacks=[EarlyStopping(patience=None)])
+    straight.fit()
+
+    first = make_trainer(max_epochs=3, checkpoint_dir=tmp_path,
+                         callbacks=[EarlyStopping(patience=None)])
+    first.fit()
+    assert (tmp_path / CHECKPOINT_NAME).exists()
+    # A longer run on the same folder continues the 3-epoch one.
+    resumed = make_trainer(max_epochs=6, checkpoint_dir=tmp_path,
+                           callbacks=[EarlyStopping(patience=None)])
+    resumed.fit()
+    assert resumed.resumed_from_epoch == 3
+    assert _without_time(resumed.history) == _without_time(straight.history)
+    for name, value in resumed.module.state_dict().items():
+        torch.testing.assert_close(value, straight.module.state_dict()[name])
+
+
+def test_checkpoint_of_another_fit_is_refused(tmp_path):
+    make_trainer(max_epochs=1, checkpoint_dir=tmp_path, checkpoint_tag={"a": 1}).fit()
+    with pytest.raises(InvalidCheckpointError, match="belongs to another fit"):
+        make_trainer(max_epochs=1, checkpoint_dir=tmp_path, checkpoint_tag={"a": 2}).fit()
+
+
+def test_solver_error_in_validation_gives_infinite_val_loss():
+    def validate(m):
+        raise SolverError("boom")
+
+    trainer = make_trainer(max_epochs=1, validate=validate)
+    with pytest.warns(RuntimeWarning, match="Validation solve failed"):
+        history = trainer.fit()
+    assert history[0]["val_loss"] == math.inf
