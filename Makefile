@@ -28,7 +28,7 @@ test: install lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: install
-	for f in benchmarks/*.py; do $(PY) $$f || exit 1; done
+	for f in benchmarks/[!_]*.py; do $(PY) $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info mlruns mlflow.db

@@ -6,6 +6,7 @@ private modules or subpackages.
 
 from latode import datasets
 from latode.estimators import LatentODEForecaster, RNNForecaster
+from latode.estimators.classifier import ODENetClassifier, ResNetClassifier
 from latode.exceptions import (
     InvalidCheckpointError,
     LatodeError,
@@ -21,6 +22,8 @@ __all__ = [
     "LatentODEForecaster",
     "LatodeError",
     "NotFittedError",
+    "ODENetClassifier",
+    "ResNetClassifier",
     "RNNForecaster",
     "SolverError",
     "TrainingDivergedError",

@@ -142,9 +142,11 @@ class IrregularFrameConverter:
             self.id_col: pd.Series(ids).astype(self.id_dtype_),
             self.time_col: self.time_axis_.from_keys(np.asarray(keys)),
         })
-        for name, column in columns.items():
-            frame[name] = np.asarray(column)
-        return frame
+        # One concat, not a column at a time: forecasts with many quantile columns would
+        # fragment the frame (pandas PerformanceWarning past 100 inserts).
+        values = pd.DataFrame({name: np.asarray(column) for name, column in columns.items()},
+                              index=frame.index)
+        return pd.concat([frame, values], axis=1)
 
     def unpack(self, packed: PackedSeries) -> pd.DataFrame:
         """Inverse of :meth:`pack`: the packed rows as a long frame in the user's units."""

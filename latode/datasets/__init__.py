@@ -12,6 +12,7 @@ from latode.datasets._physionet import (
 )
 from latode.datasets._rdata import PBCSEQ_LABS, load_coal, load_pbcseq
 from latode.datasets._spirals import SpiralsData, make_spirals
+from latode.datasets.idx import load_idx, read_idx
 
 __all__ = [
     "PBCSEQ_LABS",
@@ -20,8 +21,10 @@ __all__ = [
     "PeriodicData",
     "SpiralsData",
     "load_coal",
+    "load_idx",
     "load_pbcseq",
     "load_physionet2012",
     "make_periodic",
     "make_spirals",
+    "read_idx",
 ]

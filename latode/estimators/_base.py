@@ -11,6 +11,7 @@ Concrete estimators inherit :class:`TorchEstimator`, declare their own parameter
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -93,11 +94,43 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+def _finish_tracking_after(fit):
+    """Wrap a subclass's ``fit`` so that a tracked fit ends its MLflow run after ``fit``
+    returns (or fails): only then is every fitted attribute set and the model can be logged."""
+
+    def finish(self, args, kwargs, error=None):
+        callback = self.__dict__.pop("_tracking_callback", None)
+        if callback is not None:
+            data = args[0] if args else kwargs.get("df", kwargs.get("X"))
+            callback.finish(self, data, error=error)
+
+    @functools.wraps(fit)
+    def fit_and_finish_tracking(self, *args, **kwargs):
+        try:
+            result = fit(self, *args, **kwargs)
+        except BaseException as error:
+            finish(self, args, kwargs, error)
+            raise
+        finish(self, args, kwargs)
+        return result
+
+    fit_and_finish_tracking.__latode_tracked__ = True
+    return fit_and_finish_tracking
+
+
 class TorchEstimator(BaseEstimator):
     """Base class of latode's torch-backed estimators (see the module docstring)."""
 
     #: subclasses merge their own constraints with COMMON_CONSTRAINTS
     _parameter_constraints: dict[str, list] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # As scikit-learn's set_output wraps ``transform``: every ``fit`` a subclass defines
+        # hands a pending TrackingCallback the finished estimator (see _train).
+        fit = cls.__dict__.get("fit")
+        if fit is not None and not getattr(fit, "__latode_tracked__", False):
+            cls.fit = _finish_tracking_after(fit)
 
     # ----------------------------------------------------------- fit helpers
     def _validate_params(self) -> None:
@@ -137,7 +170,10 @@ class TorchEstimator(BaseEstimator):
         if tracking:
             from latode.tracking import TrackingCallback
 
-            callbacks.append(TrackingCallback(self, tracking, data_summary or {}))
+            tracker = TrackingCallback(self, tracking, data_summary or {})
+            callbacks.append(tracker)
+            # fit's wrapper (see __init_subclass__) calls tracker.finish once fit is done.
+            self._tracking_callback = tracker
         trainer = Trainer(
             module, batch_loss, batches, validate=validate, max_epochs=self.max_epochs,
             learning_rate=float(self.learning_rate), weight_decay=float(self.weight_decay),

@@ -11,6 +11,12 @@ A concrete forecaster (latent ODE, RNN baseline) supplies four things:
 * ``_batch_loss(module, batch)`` — the training loss (defaults to the negative log-likelihood
   per observed value).
 
+With ``objective="extrapolate"`` the model reads only each series' first ``context_fraction``
+of its time span (:meth:`BaseForecaster._read_mask`) and is scored on all its observations, so
+training asks for what a forecast asks for: the future from a prefix (Rubanova et al. 2019's
+"extrap" mode). A ``(low, high)`` fraction is drawn anew per series and batch, so the model
+learns to read contexts of many lengths.
+
 Everything else — validation of frames, splitting, batching, training, forecasts with
 quantiles, samples, scores, persistence — lives here once.
 """
@@ -25,13 +31,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latode._params import InstanceOf, Interval
+from latode._params import InstanceOf, Interval, Options, Predicate
 from latode.data import IrregularFrameConverter, PackedSeries, UnionBatch
 from latode.data.packing import solver_grid
 from latode.data.targets import forecast_targets
 from latode.estimators._base import COMMON_CONSTRAINTS, TorchEstimator, resolve_device, seed_from
 
 __all__ = ["BaseForecaster", "quantile_column", "level_columns"]
+
+
+def _is_fraction_range(value: object) -> bool:
+    """``(low, high)`` with ``0 < low <= high <= 1`` (a range of context fractions)."""
+    return (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            and 0 < value[0] <= value[1] <= 1)
+
 
 FORECASTER_CONSTRAINTS = {
     **COMMON_CONSTRAINTS,
@@ -41,6 +55,11 @@ FORECASTER_CONSTRAINTS = {
     "time_scale": [InstanceOf(type(None), str, pd.Timedelta),
                    Interval(float, 0, None, closed="neither")],
     "standardize": [InstanceOf(bool)],
+    "objective": [Options(("reconstruct", "extrapolate"))],
+    "context_fraction": [
+        Interval(float, 0, 1, closed="neither"),
+        Predicate(_is_fraction_range, "a pair (low, high) with 0 < low <= high <= 1"),
+    ],
 }
 
 
@@ -88,11 +107,33 @@ class BaseForecaster(TorchEstimator):
 
     def _series_log_likelihood(self, module, batch: UnionBatch, n_samples: int,
                                generator: torch.Generator | None) -> torch.Tensor:
+        """Per-series log-likelihood (bound). ``generator=None`` is training and validation:
+        read through :meth:`_read_mask`; with a generator (``score``) read everything."""
         raise NotImplementedError  # pragma: no cover
 
     def _predictive_means(self, module, batch: UnionBatch, target_times: torch.Tensor,
                           n_samples: int, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover
+
+    def _read_mask(self, batch: UnionBatch) -> torch.Tensor:
+        """The entries the model may read while training and validating: every observed one
+        (``objective="reconstruct"``), or those in the first ``context_fraction`` of each
+        series' own observed span (``"extrapolate"``); shape (batch, grid, channels)."""
+        if self.objective == "reconstruct":
+            return batch.mask
+        seen = batch.mask.sum(-1) > 0  # (batch, grid)
+        times = batch.times.expand_as(seen)
+        inf = torch.tensor(float("inf"), dtype=times.dtype, device=times.device)
+        first = torch.where(seen, times, inf).amin(-1, keepdim=True)
+        last = torch.where(seen, times, -inf).amax(-1, keepdim=True)
+        fraction = self.context_fraction
+        if isinstance(fraction, (tuple, list)):
+            low, high = float(fraction[0]), float(fraction[1])
+            # Drawn from torch's global generator, which fit seeds: fits stay repeatable.
+            fraction = low + (high - low) * torch.rand(first.shape, dtype=times.dtype,
+                                                       device=times.device)
+        cutoff = first + fraction * (last - first)
+        return batch.mask * (times <= cutoff).unsqueeze(-1).to(batch.mask)
 
     def _batch_loss(self, module, batch: UnionBatch):
         bound = self._series_log_likelihood(module, batch, 1, None)

@@ -31,6 +31,16 @@ class LatentODEForecaster(BaseForecaster):
         Solver of the ODE-RNN's hidden state between observations.
     n_iwae_samples : int, default=1
         Posterior samples per series in training; > 1 trains on the IWAE bound.
+    objective : {"reconstruct", "extrapolate"}, default="reconstruct"
+        ``"reconstruct"``: the encoder reads every observation and the bound scores them all
+        (Chen et al. 2018). ``"extrapolate"``: the encoder reads only the first
+        ``context_fraction`` of each series' observed span and the bound scores all of its
+        observations, which trains forecasting from a prefix directly (the "extrap" mode of
+        Rubanova et al. 2019). Validation (early stopping) uses the same reading.
+    context_fraction : float in (0, 1) or (low, high), default=0.5
+        The prefix read with ``objective="extrapolate"`` (unused otherwise); a pair
+        ``(low, high)`` with ``0 < low <= high <= 1`` draws the fraction uniformly per series
+        and batch, so the encoder learns to read contexts of many lengths.
     solver, rtol, atol, adjoint, step_size, max_num_steps
         The latent ODE solve (torchdiffeq); ``adjoint=True`` keeps memory constant in the
         number of solver steps.
@@ -84,10 +94,11 @@ class LatentODEForecaster(BaseForecaster):
     }
 
     def __init__(self, latent_dim=8, hidden=(64, 64), encoder="ode-rnn", encoder_hidden=32,
-                 encoder_solver="euler", n_iwae_samples=1, *, solver="dopri5", rtol=1e-3,
-                 atol=1e-4, adjoint=False, step_size=None, max_num_steps=2000, max_epochs=100,
-                 batch_size=50, learning_rate=1e-2, weight_decay=0.0, grad_clip=1.0,
-                 patience=10, validation_fraction=0.2, id_col="unique_id", time_col="ds",
+                 encoder_solver="euler", n_iwae_samples=1, *, objective="reconstruct",
+                 context_fraction=0.5, solver="dopri5", rtol=1e-3, atol=1e-4, adjoint=False,
+                 step_size=None, max_num_steps=2000, max_epochs=100, batch_size=50,
+                 learning_rate=1e-2, weight_decay=0.0, grad_clip=1.0, patience=10,
+                 validation_fraction=0.2, id_col="unique_id", time_col="ds",
                  target_cols=None, time_scale=None, standardize=True, random_state=None,
                  device="cpu", verbose=1):
         self.latent_dim = latent_dim
@@ -96,6 +107,8 @@ class LatentODEForecaster(BaseForecaster):
         self.encoder_hidden = encoder_hidden
         self.encoder_solver = encoder_solver
         self.n_iwae_samples = n_iwae_samples
+        self.objective = objective
+        self.context_fraction = context_fraction
         self.solver = solver
         self.rtol = rtol
         self.atol = atol
@@ -136,13 +149,14 @@ class LatentODEForecaster(BaseForecaster):
                                        n_samples=n_samples, iwae=True)
             return bound
         k = int(self.n_iwae_samples)
-        bound, _ = module.elbo(batch.times, batch.values, batch.mask, n_samples=k, iwae=k > 1)
+        bound, _ = module.elbo(batch.times, batch.values, batch.mask,
+                               enc_mask=self._read_mask(batch), n_samples=k, iwae=k > 1)
         return bound
 
     def _batch_loss(self, module, batch):
         k = int(self.n_iwae_samples)
-        bound, info = module.elbo(batch.times, batch.values, batch.mask, n_samples=k,
-                                  iwae=k > 1)
+        bound, info = module.elbo(batch.times, batch.values, batch.mask,
+                                  enc_mask=self._read_mask(batch), n_samples=k, iwae=k > 1)
         n_obs = batch.mask.sum().clamp(min=1.0)
         return -bound.sum() / n_obs, {"kl": info["kl"]}
 

@@ -14,13 +14,18 @@ class RNNForecaster(BaseForecaster):
 
     The GRU reads each series forward in time (inputs ``[x * mask, mask, Δt]``), and a head
     maps ``[h, τ - t_last]`` to the channel means at any time τ after the observations it has
-    read; it is trained on one-step-ahead Gaussian likelihood of the observed values. Same API
+    read; it is trained on the one-step-ahead Gaussian likelihood of the observed values, or,
+    with ``objective="extrapolate"``, reads each series' first ``context_fraction`` and is
+    scored one step ahead inside it and from its last state on everything after. Same API
     as :class:`~latode.LatentODEForecaster` (the solver parameters are accepted and unused, so
     both can sit in one grid search).
 
     Parameters
     ----------
     hidden_dim : int, default=64
+    objective : {"reconstruct", "extrapolate"}, default="reconstruct"
+    context_fraction : float in (0, 1) or (low, high), default=0.5
+        As for :class:`~latode.LatentODEForecaster`.
     Other parameters
         As for :class:`~latode.LatentODEForecaster`.
 
@@ -36,13 +41,15 @@ class RNNForecaster(BaseForecaster):
 
     _parameter_constraints = {**FORECASTER_CONSTRAINTS, "hidden_dim": [Interval(int, 1, None)]}
 
-    def __init__(self, hidden_dim=64, *, solver="dopri5", rtol=1e-3, atol=1e-4,
-                 adjoint=False, step_size=None, max_num_steps=2000, max_epochs=100,
-                 batch_size=50, learning_rate=1e-2, weight_decay=0.0, grad_clip=1.0,
-                 patience=10, validation_fraction=0.2, id_col="unique_id", time_col="ds",
-                 target_cols=None, time_scale=None, standardize=True, random_state=None,
-                 device="cpu", verbose=1):
+    def __init__(self, hidden_dim=64, *, objective="reconstruct", context_fraction=0.5,
+                 solver="dopri5", rtol=1e-3, atol=1e-4, adjoint=False, step_size=None,
+                 max_num_steps=2000, max_epochs=100, batch_size=50, learning_rate=1e-2,
+                 weight_decay=0.0, grad_clip=1.0, patience=10, validation_fraction=0.2,
+                 id_col="unique_id", time_col="ds", target_cols=None, time_scale=None,
+                 standardize=True, random_state=None, device="cpu", verbose=1):
         self.hidden_dim = hidden_dim
+        self.objective = objective
+        self.context_fraction = context_fraction
         self.solver = solver
         self.rtol = rtol
         self.atol = atol
@@ -69,7 +76,8 @@ class RNNForecaster(BaseForecaster):
         return GRUForecastNet(n_channels, int(self.hidden_dim))
 
     def _series_log_likelihood(self, module, batch, n_samples, generator):
-        return module.log_likelihood(batch.times, batch.values, batch.mask)
+        read = batch.mask if generator is not None else self._read_mask(batch)
+        return module.log_likelihood(batch.times, batch.values, batch.mask, read_mask=read)
 
     def _predictive_means(self, module, batch, target_times, n_samples, generator):
         mean = module.predict_mean(batch.times, batch.values, batch.mask, target_times)

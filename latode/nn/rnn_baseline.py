@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from latode.nn._sequences import observed_first
 from latode.nn.dynamics import mlp
 from latode.nn.likelihoods import masked_gaussian_log_likelihood
 
@@ -37,7 +38,8 @@ class GRUForecastNet(nn.Module):
     def __init__(self, n_channels: int, hidden_dim: int = 32):
         super().__init__()
         self.hidden_dim = hidden_dim
-        self.cell = nn.GRUCell(2 * n_channels + 1, hidden_dim)
+        # Inputs [x * m, m, Δt] at each observation.
+        self.rnn = nn.GRU(2 * n_channels + 1, hidden_dim, batch_first=True)
         self.head = mlp(hidden_dim + 1, (hidden_dim,), n_channels)
         self.log_std = nn.Parameter(torch.full((n_channels,), math.log(0.1)))
 
@@ -46,26 +48,42 @@ class GRUForecastNet(nn.Module):
 
     def states(self, times, values, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run over the grid; returns one-step predictions (batch, T, channels), the state
-        after each grid point (batch, T, hidden) and the last observed time then (batch, T)."""
-        batch = values.shape[0]
-        h = values.new_zeros(batch, self.hidden_dim)
-        last_seen = values.new_full((batch, 1), float("nan"))
-        preds, hs, seen = [], [], []
-        for i in range(len(times)):
-            m = mask[:, i]
-            observed = m.sum(-1, keepdim=True) > 0
-            gap = torch.nan_to_num(times[i] - last_seen, nan=0.0)
-            preds.append(self.head(torch.cat([h, gap], dim=-1)))
-            h_new = self.cell(torch.cat([values[:, i] * m, m, gap], dim=-1), h)
-            h = torch.where(observed, h_new, h)
-            last_seen = torch.where(observed, times[i].expand_as(last_seen), last_seen)
-            hs.append(h)
-            seen.append(last_seen[:, 0])
-        return torch.stack(preds, 1), torch.stack(hs, 1), torch.stack(seen, 1)
+        after each grid point (batch, T, hidden) and the last observed time then (batch, T).
 
-    def log_likelihood(self, times, values, mask) -> torch.Tensor:
-        """One-step-ahead Gaussian log-likelihood of the observed entries, per series."""
-        preds, _, _ = self.states(times, values, mask)
+        The GRU steps each series' own observations (torch's fused loop, not a Python loop
+        over the grid); grid points are then mapped to the state after the observations up
+        to them.
+        """
+        batch, _, channels = values.shape
+        observed = mask.sum(-1) > 0  # (batch, T)
+        order, lengths = observed_first(observed)
+        longest = int(lengths.max()) if lengths.numel() else 0
+        order = order[:, :longest]
+        index = order.unsqueeze(-1).expand(-1, -1, channels)
+        x, m = values.gather(1, index), mask.gather(1, index)
+        t = times[order]  # (batch, longest): each series' observation times
+        gap = torch.cat([t[:, :1] * 0, t[:, 1:] - t[:, :-1]], dim=1)  # 0 for the first
+        if longest:
+            out, _ = self.rnn(torch.cat([x * m, m, gap.unsqueeze(-1)], dim=-1))
+        else:
+            out = values.new_zeros(batch, 0, self.hidden_dim)
+        # Position 0: before any observation (zero state, no last time).
+        out = torch.cat([out.new_zeros(batch, 1, self.hidden_dim), out], dim=1)
+        t = torch.cat([t.new_full((batch, 1), float("nan")), t], dim=1)
+        upto = observed.long().cumsum(1)  # observations at or before each grid point
+        before = upto - observed.long()
+        hidden = self.hidden_dim
+        h_before = out.gather(1, before.unsqueeze(-1).expand(-1, -1, hidden))
+        since = torch.nan_to_num(times - t.gather(1, before), nan=0.0)
+        preds = self.head(torch.cat([h_before, since.unsqueeze(-1)], dim=-1))
+        hs = out.gather(1, upto.unsqueeze(-1).expand(-1, -1, hidden))
+        return preds, hs, t.gather(1, upto)
+
+    def log_likelihood(self, times, values, mask, read_mask=None) -> torch.Tensor:
+        """Gaussian log-likelihood of the entries of ``mask``, per series, each predicted from
+        the state after the entries of ``read_mask`` (default ``mask``) strictly before it:
+        one step ahead where the series is read, from its last read state after that."""
+        preds, _, _ = self.states(times, values, mask if read_mask is None else read_mask)
         return masked_gaussian_log_likelihood(values, preds, self.observation_log_std(), mask)
 
     def predict_mean(self, times, values, mask, targets: torch.Tensor) -> torch.Tensor:

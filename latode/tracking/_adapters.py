@@ -1,0 +1,230 @@
+"""What a latode estimator looks like behind MLflow's pyfunc interface: a frame in, a frame out,
+with ``params`` for the forecast options.
+
+* forecasters: ``predict(context_df, params={"horizon": [...]} or {"timestamps": [...]}, ...)``
+  returns ``model.predict``'s frame (same seeds, same numbers);
+* classifiers: a frame of features in, ``label`` and ``proba_<class>`` columns out;
+* density estimators: a frame of features in, a ``log_density`` column out.
+
+Nothing here imports MLflow at module level.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["task_of", "predict_frame", "forecast_arguments", "FORECAST_PARAMS",
+           "example_input", "example_params", "param_schema"]
+
+#: pyfunc ``params`` of a forecaster and their defaults (those of ``BaseForecaster.predict``);
+#: an empty list means "not given".
+FORECAST_PARAMS: dict[str, Any] = {
+    "timestamps": [], "horizon": [], "freq": None, "quantiles": [0.1, 0.5, 0.9],
+    "level": [], "n_samples": 100, "random_state": 0,
+}
+
+
+def task_of(estimator: Any) -> str:
+    """``"forecaster"``, ``"classifier"`` or ``"density"``."""
+    from sklearn.utils import get_tags
+
+    from latode.estimators._forecaster import BaseForecaster
+
+    if isinstance(estimator, BaseForecaster):
+        return "forecaster"
+    kind = get_tags(estimator).estimator_type
+    if kind == "classifier":
+        return "classifier"
+    if kind == "density_estimator":
+        return "density"
+    raise TypeError(f"{type(estimator).__name__} is not a latode forecaster, classifier or "
+                    "density estimator; MLflow logging supports those.")
+
+
+# ---------------------------------------------------------------- forecasters
+def _as_list(value: Any, name: str) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, int, float, np.number)):
+        return [value]
+    try:
+        return list(value)
+    except TypeError:
+        raise TypeError(f"params[{name!r}] must be a list; got {value!r}.") from None
+
+
+def _user_times(values: list, axis: Any, name: str) -> pd.Series:
+    """Times from JSON-friendly values (ISO strings, numbers) in the model's time type."""
+    series = pd.Series(values)
+    try:
+        if axis.kind == "float":
+            return series.astype(np.float64)
+        if axis.kind == "timedelta":
+            return pd.Series(pd.to_timedelta(series))
+        strings = all(isinstance(v, str) for v in values)
+        stamps = pd.Series(pd.to_datetime(series, format="ISO8601" if strings else None))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{name} must be {axis.kind} values; could not read "
+                         f"{values[:3]!r}: {error}") from None
+    if axis.tz is not None:
+        naive = stamps.dt.tz is None
+        return stamps.dt.tz_localize(axis.tz) if naive else stamps.dt.tz_convert(axis.tz)
+    if stamps.dt.tz is not None:
+        return stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    return stamps
+
+
+def _offset(value: Any, axis: Any) -> Any:
+    if axis.kind == "float":
+        return float(value)
+    # pandas reads a bare number as nanoseconds: refuse it rather than forecast 1 ns ahead.
+    if isinstance(value, (int, float, np.number)) or str(value).strip().lstrip("+-")\
+            .replace(".", "", 1).isdigit():
+        raise ValueError(f"The model's times are {axis.kind}s: give horizon and freq as "
+                         f"durations with a unit, e.g. '6h', '30min', '1D'; got {value!r}.")
+    return value
+
+
+def forecast_arguments(estimator: Any, params: dict[str, Any] | None) -> dict[str, Any]:
+    """``predict`` keyword arguments from pyfunc ``params`` (see :data:`FORECAST_PARAMS`)."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(FORECAST_PARAMS))
+    if unknown:
+        raise ValueError(f"Unknown forecast params {unknown}; use {sorted(FORECAST_PARAMS)}.")
+    merged = {**FORECAST_PARAMS, **params}
+    axis = estimator.converter_.time_axis_
+    timestamps = _as_list(merged["timestamps"], "timestamps")
+    horizon = [_offset(v, axis) for v in _as_list(merged["horizon"], "horizon")]
+    freq = merged["freq"]
+    freq = None if freq in (None, "") else _offset(freq, axis)
+    if freq is not None and len(horizon) == 1:
+        horizon = horizon[0]  # one horizon with freq: the regular grid up to it
+    quantiles = _as_list(merged["quantiles"], "quantiles")
+    level = _as_list(merged["level"], "level")
+    random_state = merged["random_state"]
+    return {
+        "timestamps": _user_times(timestamps, axis, "timestamps") if timestamps else None,
+        "horizon": horizon if horizon != [] else None,
+        "freq": freq,
+        "quantiles": [float(q) for q in quantiles] or None,
+        "level": [float(lv) for lv in level] or None,
+        "n_samples": int(merged["n_samples"]),
+        "random_state": None if random_state is None else int(random_state),
+    }
+
+
+def _coerce_context(estimator: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    """A context frame as JSON serving delivers it (times as strings) in the model's types."""
+    conv = estimator.converter_
+    axis = conv.time_axis_
+    if conv.time_col not in frame.columns or axis.kind == "float":
+        return frame
+    column = frame[conv.time_col]
+    if (axis.kind == "datetime" and pd.api.types.is_datetime64_any_dtype(column)) or (
+            axis.kind == "timedelta" and pd.api.types.is_timedelta64_dtype(column)):
+        return frame
+    frame = frame.copy()
+    frame[conv.time_col] = _user_times(list(column), axis, conv.time_col).set_axis(frame.index)
+    return frame
+
+
+# ------------------------------------------------------------------- predict
+def _features(estimator: Any, frame: pd.DataFrame) -> Any:
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None:
+        return frame[list(names)]
+    return frame.to_numpy(dtype=np.float64)
+
+
+def predict_frame(estimator: Any, model_input: Any, params: dict[str, Any] | None = None
+                  ) -> pd.DataFrame:
+    """What the pyfunc model returns for ``model_input`` and ``params``.
+
+    Parameters
+    ----------
+    estimator : fitted latode estimator
+    model_input : DataFrame (or what ``pandas.DataFrame`` accepts)
+        Forecasters: the context, a long frame. Others: one row of features per sample.
+    params : dict or None
+        Forecasters: :data:`FORECAST_PARAMS`. Others take none.
+
+    Returns
+    -------
+    DataFrame
+    """
+    frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+    task = task_of(estimator)
+    if task == "forecaster":
+        kwargs = forecast_arguments(estimator, params)
+        return estimator.predict(_coerce_context(estimator, frame), **kwargs)
+    if params:
+        raise ValueError(f"{type(estimator).__name__} takes no params; got {sorted(params)}.")
+    X = _features(estimator, frame)
+    if task == "classifier":
+        proba = estimator.predict_proba(X)
+        classes = estimator.classes_
+        out = pd.DataFrame(proba, columns=[f"proba_{c}" for c in classes])
+        out.insert(0, "label", classes[np.argmax(proba, axis=1)])
+        return out
+    return pd.DataFrame({"log_density": estimator.score_samples(X)})
+
+
+# ------------------------------------------------------- examples and schema
+def example_input(estimator: Any, data: Any = None, n_rows: int = 12) -> pd.DataFrame:
+    """A small input frame: the first rows of ``data`` when given, else one made from the
+    fitted state (forecasters: one series at three times; others: the feature means)."""
+    task = task_of(estimator)
+    if task == "forecaster":
+        conv = estimator.converter_
+        columns = [conv.id_col, conv.time_col, *conv.channels]
+        if isinstance(data, pd.DataFrame) and set(columns) <= set(data.columns) and len(data):
+            first = data[conv.id_col].iloc[0]
+            rows = data.loc[data[conv.id_col] == first, columns]
+            return rows.sort_values(conv.time_col).head(n_rows).reset_index(drop=True)
+        axis = conv.time_axis_
+        keys = np.asarray(axis.origin) + np.array([0.0, 0.5, 1.0]) * axis.scale
+        keys = keys if axis.kind == "float" else keys.astype(np.int64)
+        frame = conv.to_frame(np.zeros(3, dtype=np.int64), keys,
+                              {c: np.repeat(m, 3) for c, m in zip(conv.channels,
+                                                                  conv.scaler_.mean)})
+        return frame
+    if data is not None and len(data):
+        rows = data.head(n_rows) if isinstance(data, pd.DataFrame) \
+            else pd.DataFrame(np.asarray(data)[:n_rows])
+    else:
+        rows = pd.DataFrame(np.asarray(estimator.mean_, dtype=np.float64)[None, :])
+    names = getattr(estimator, "feature_names_in_", None)
+    rows.columns = list(names) if names is not None else [f"x{i}" for i in range(rows.shape[1])]
+    return rows.reset_index(drop=True)
+
+
+def example_params(estimator: Any) -> dict[str, Any]:
+    """Params that make ``example_input`` predictable: one step of a tenth of the training
+    span after each series' last observation."""
+    if task_of(estimator) != "forecaster":
+        return {}
+    axis = estimator.converter_.time_axis_
+    step = axis.scale / 10
+    value = float(step) if axis.kind == "float" else str(pd.Timedelta(int(max(step, 1)), "ns"))
+    return {"horizon": [value], "n_samples": 10}
+
+
+def param_schema(estimator: Any) -> Any:
+    """MLflow ``ParamSchema`` of the forecast params (``None`` for other estimators)."""
+    if task_of(estimator) != "forecaster":
+        return None
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    times = "double" if estimator.converter_.time_axis_.kind == "float" else "string"
+    return ParamSchema([
+        ParamSpec("timestamps", times, [], (-1,)),
+        ParamSpec("horizon", times, [], (-1,)),
+        ParamSpec("freq", times, None),
+        ParamSpec("quantiles", "double", FORECAST_PARAMS["quantiles"], (-1,)),
+        ParamSpec("level", "double", [], (-1,)),
+        ParamSpec("n_samples", "long", FORECAST_PARAMS["n_samples"]),
+        ParamSpec("random_state", "long", FORECAST_PARAMS["random_state"]),
+    ])

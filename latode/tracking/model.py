@@ -1,0 +1,182 @@
+"""A fitted latode estimator as an MLflow model, with no pickle anywhere.
+
+The model is logged as MLflow "models from code": the artifact holds the estimator's own
+``save()`` file (weights and plain data, read back with ``weights_only=True``), the estimator's
+class name in the model config, and a three-line code file that builds
+:class:`~latode.tracking._pyfunc.LatodePyfuncModel`. Loading runs ``<Estimator>.load``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ESTIMATOR_MODULES", "ARTIFACT_KEY", "estimator_class", "load_estimator",
+           "log_model", "load_model"]
+
+#: Class name -> module defining it. A new estimator becomes loggable with one entry here
+#: (and a task in ``_adapters.task_of``). Modules are imported only when such a model loads.
+ESTIMATOR_MODULES: dict[str, str] = {
+    "LatentODEForecaster": "latode.estimators.latent_ode",
+    "RNNForecaster": "latode.estimators.rnn",
+    "ODENetClassifier": "latode.estimators.classifier",
+    "ResNetClassifier": "latode.estimators.classifier",
+    "CNFDensityEstimator": "latode.estimators.density",
+    "PlanarFlowDensityEstimator": "latode.estimators.density",
+}
+ARTIFACT_KEY = "latode_model"
+MODEL_FILE = "model.pt"
+CODE_FILE = Path(__file__).with_name("_model_code.py")
+
+
+def estimator_class(name: str) -> type:
+    """The estimator class registered under ``name`` in :data:`ESTIMATOR_MODULES`.
+
+    Examples
+    --------
+    >>> estimator_class("RNNForecaster").__name__
+    'RNNForecaster'
+    """
+    module = ESTIMATOR_MODULES.get(name)
+    if module is None:
+        raise ValueError(f"Unknown latode estimator {name!r}; known: "
+                         f"{sorted(ESTIMATOR_MODULES)}.")
+    return getattr(importlib.import_module(module), name)
+
+
+def load_estimator(path: str | os.PathLike, name: str | None = None) -> Any:
+    """Read a file written by an estimator's ``save()``; ``name`` is its class name (read
+    from the file when ``None``)."""
+    if name is None:
+        import torch
+
+        try:
+            name = torch.load(path, map_location="cpu", weights_only=True).get("latode_kind")
+        except Exception as error:  # noqa: BLE001 - report any unreadable file the same way
+            from latode.exceptions import InvalidCheckpointError
+
+            raise InvalidCheckpointError(
+                f"{str(path)!r} is not a latode model file ({error})."
+            ) from error
+    return estimator_class(str(name)).load(path)
+
+
+def _requirements() -> list[str]:
+    """Pinned requirements of the serving environment (given, so MLflow does not have to
+    infer them by loading the model in a subprocess)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for package in ("latode", "mlflow", "torch", "torchdiffeq", "numpy", "pandas",
+                    "scikit-learn"):
+        try:
+            pins.append(f"{package}=={version(package).split('+')[0]}")
+        except PackageNotFoundError:
+            pins.append(package)
+    return pins
+
+
+def log_model(model: Any, name: str = "model", *, input_example: Any = None,
+              registered_model_name: str | None = None, run_id: str | None = None,
+              **kwargs: Any) -> Any:
+    """Log a fitted latode estimator as an MLflow pyfunc model.
+
+    Parameters
+    ----------
+    model : fitted latode estimator
+        ``LatentODEForecaster``, ``RNNForecaster`` (and the classifiers and density
+        estimators listed in :data:`ESTIMATOR_MODULES`).
+    name : str
+        The model's name in the run.
+    input_example : DataFrame, optional
+        A few input rows (forecasters: a context frame). Default: rows made from the fitted
+        state. Forecasters log it with ``params={"horizon": [...]}`` so it can be served.
+    registered_model_name : str, optional
+        Also register the model under this name.
+    run_id : str, optional
+        The run to log to; default: the active run (one is started if none is).
+    **kwargs
+        Passed to :func:`mlflow.pyfunc.log_model` (e.g. ``pip_requirements``, ``tags``).
+
+    Returns
+    -------
+    mlflow.models.model.ModelInfo
+        Its ``model_uri`` loads the model with :func:`load_model` or
+        :func:`mlflow.pyfunc.load_model`.
+    """
+    import mlflow
+    from mlflow.models import ModelSignature, infer_signature
+
+    from latode.tracking import _adapters
+
+    class_name = type(model).__name__
+    if class_name not in ESTIMATOR_MODULES:
+        raise TypeError(f"{class_name} cannot be logged to MLflow; latode logs "
+                        f"{sorted(ESTIMATOR_MODULES)}.")
+    model._check_fitted()
+    example = _adapters.example_input(model, input_example)
+    params = _adapters.example_params(model)
+    output = _adapters.predict_frame(model, example, params)
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        # Our signature is given in full, and ids are never missing: MLflow's hints about
+        # predict's type hints and integer columns do not apply.
+        warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        inferred = infer_signature(example, output)
+        signature = ModelSignature(inputs=inferred.inputs, outputs=inferred.outputs,
+                                   params=_adapters.param_schema(model))
+        path = model.save(Path(folder) / MODEL_FILE)
+        arguments = dict(
+            name=name, python_model=str(CODE_FILE), artifacts={ARTIFACT_KEY: str(path)},
+            model_config={"latode_estimator": class_name}, signature=signature,
+            input_example=(example, params) if params else example,
+            pip_requirements=_requirements(), registered_model_name=registered_model_name,
+        )
+        arguments.update(kwargs)
+        if run_id is None:
+            return mlflow.pyfunc.log_model(**arguments)
+        # A run that is not the active one: create the logged model in the run's experiment
+        # (MLflow would pick the active experiment, where runs:/<run_id>/<name> cannot find it).
+        client = mlflow.MlflowClient()
+        logged = client.create_logged_model(
+            experiment_id=client.get_run(run_id).info.experiment_id, name=name,
+            source_run_id=run_id, tags={"latode.estimator": class_name})
+        return mlflow.models.Model.log(artifact_path=None, flavor=mlflow.pyfunc, run_id=run_id,
+                                       model_id=logged.model_id,
+                                       flavor_name="pyfunc.ModelFromCode", **arguments)
+
+
+def load_model(model_uri: str, *, dst_path: str | None = None) -> Any:
+    """Load a model logged by :func:`log_model` back as the latode estimator.
+
+    Only the saved weights and plain data are read (``weights_only=True``); the model's code
+    file is not executed. Use :func:`mlflow.pyfunc.load_model` for the pyfunc interface.
+
+    Parameters
+    ----------
+    model_uri : str
+        ``runs:/<run_id>/model``, ``models:/<name>/<version>``, ``models:/<model_id>``, a
+        local folder, ...
+    dst_path : str, optional
+        Where to download the artifacts (default: a temporary folder).
+
+    Returns
+    -------
+    The fitted estimator.
+    """
+    import mlflow
+    from mlflow.models import Model
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri,
+                                                     dst_path=dst_path))
+    flavor = Model.load(str(local)).flavors.get("python_function", {})
+    artifacts = flavor.get("artifacts") or {}
+    if ARTIFACT_KEY not in artifacts:
+        raise ValueError(f"{model_uri!r} is not a latode model (no {ARTIFACT_KEY!r} "
+                         "artifact); log it with latode.mlflow.log_model.")
+    config = flavor.get("model_config") or {}
+    return load_estimator(local / artifacts[ARTIFACT_KEY]["path"], config.get("latode_estimator"))

@@ -1,0 +1,131 @@
+"""latode.mlflow.log_model / load_model: the pyfunc model in this process, in a fresh one and
+behind ``mlflow models serve``, compared with ``model.predict``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+import latode.mlflow
+from latode import RNNForecaster
+
+PARAMS_BY_CALL = [
+    {"timestamps": ["2024-01-04T00:00:00", "2024-01-04T12:30:00"], "quantiles": [0.05, 0.95]},
+    {"horizon": ["6h", "12h"], "n_samples": 50, "random_state": 3, "level": [80]},
+]
+
+
+def predict_kwargs(params):
+    """What model.predict receives for pyfunc params (the reference the pyfunc must match)."""
+    kwargs = dict(params)
+    if "timestamps" in kwargs:
+        kwargs["timestamps"] = pd.to_datetime(kwargs["timestamps"])
+    return kwargs
+
+
+@pytest.fixture(scope="module")
+def logged(mlflow_server, clinic_df, tmp_path_factory):
+    """A fitted RNNForecaster on datetime, two-channel data with string ids, logged once."""
+    model = RNNForecaster(hidden_dim=6, max_epochs=2, verbose=0, random_state=0,
+                          id_col="pid", time_col="time").fit(clinic_df)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp("log_model"))
+        patch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+        patch.setenv("MLFLOW_EXPERIMENT_NAME", "pyfunc")
+        with mlflow.start_run() as run:
+            info = latode.mlflow.log_model(model, input_example=clinic_df)
+    return model, info, run.info.run_id
+
+
+def test_log_model_returns_model_info_with_a_signature_and_example(logged, clinic_df,
+                                                                    mlflow_server, monkeypatch):
+    model, info, run_id = logged
+    assert info.run_id == run_id
+    signature = info.signature
+    assert [c.name for c in signature.inputs.inputs] == ["pid", "time", "hr", "temp"]
+    assert {p.name for p in signature.params.params} == {
+        "timestamps", "horizon", "freq", "quantiles", "level", "n_samples", "random_state"}
+    assert info.saved_input_example_info is not None
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    expected = model.predict(clinic_df, horizon=["1h"])
+    for uri in (info.model_uri, f"runs:/{run_id}/model"):
+        loaded = latode.mlflow.load_model(uri)
+        assert type(loaded) is RNNForecaster
+        pd.testing.assert_frame_equal(loaded.predict(clinic_df, horizon=["1h"]), expected)
+
+
+def test_pyfunc_predict_in_process_takes_every_forecast_param(logged, clinic_df, mlflow_server,
+                                                              monkeypatch):
+    model, info, _ = logged
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    pyfunc = mlflow.pyfunc.load_model(info.model_uri)
+    for params in PARAMS_BY_CALL + [{"horizon": ["24h"], "freq": "6h", "level": [80, 95]}]:
+        expected = model.predict(clinic_df, **predict_kwargs(params)) if "freq" not in params \
+            else model.predict(clinic_df, horizon="24h", freq="6h", level=[80, 95])
+        pd.testing.assert_frame_equal(pyfunc.predict(clinic_df, params=params), expected)
+    with pytest.raises(Exception, match="durations with a unit"):
+        pyfunc.predict(clinic_df, params={"horizon": ["6"]})
+
+
+def test_pyfunc_in_a_fresh_process_returns_the_same_forecasts(logged, clinic_df, mlflow_server,
+                                                              processes, tmp_path):
+    model, info, _ = logged
+    context = tmp_path / "context.parquet"
+    clinic_df.to_parquet(context)
+    script = (
+        "import json, sys, mlflow, pandas as pd\n"
+        "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
+        "context = pd.read_parquet(sys.argv[2])\n"
+        "for i, params in enumerate(json.loads(sys.argv[3])):\n"
+        "    model.predict(context, params=params).to_parquet(f'{sys.argv[4]}/out{i}.parquet')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, info.model_uri, str(context), json.dumps(PARAMS_BY_CALL),
+         str(tmp_path)], env=processes.env(MLFLOW_TRACKING_URI=mlflow_server),
+        capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for i, params in enumerate(PARAMS_BY_CALL):
+        expected = model.predict(clinic_df, **predict_kwargs(params))
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"out{i}.parquet"), expected)
+
+
+def test_mlflow_models_serve_answers_on_loopback_with_the_same_forecast(
+        logged, clinic_df, mlflow_server, processes, tmp_path):
+    model, info, _ = logged
+    port = processes.free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m", info.model_uri,
+             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+            env=processes.env(MLFLOW_TRACKING_URI=mlflow_server), cwd=tmp_path, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        processes.wait_until_answers(f"http://127.0.0.1:{port}/ping", server, 180, log)
+        rows = clinic_df.astype({"time": str}).astype(object)
+        rows = rows.where(rows.notna(), None)
+        params = PARAMS_BY_CALL[1]
+        body = {"dataframe_split": {"columns": list(rows.columns),
+                                    "data": rows.to_numpy().tolist()},
+                "params": params}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
+                                         data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            served = pd.DataFrame(json.loads(answer.read())["predictions"])
+    finally:
+        processes.stop(server)
+    expected = model.predict(clinic_df, **predict_kwargs(params))
+    assert list(served.columns) == list(expected.columns)
+    assert served["pid"].tolist() == expected["pid"].tolist()
+    assert (pd.to_datetime(served["time"]) == expected["time"]).all()
+    numbers = [c for c in expected.columns if c not in ("pid", "time")]
+    np.testing.assert_allclose(served[numbers].to_numpy(float), expected[numbers].to_numpy(),
+                               rtol=1e-12)
