@@ -7,6 +7,7 @@ private modules or subpackages.
 from latode import datasets
 from latode.estimators import LatentODEForecaster, RNNForecaster
 from latode.estimators.classifier import ODENetClassifier, ResNetClassifier
+from latode.estimators.density import CNFDensityEstimator
 from latode.exceptions import (
     InvalidCheckpointError,
     LatodeError,
@@ -18,6 +19,7 @@ from latode.exceptions import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "CNFDensityEstimator",
     "InvalidCheckpointError",
     "LatentODEForecaster",
     "LatodeError",

@@ -128,4 +128,4 @@ def test_mlflow_models_serve_answers_on_loopback_with_the_same_forecast(
     assert (pd.to_datetime(served["time"]) == expected["time"]).all()
     numbers = [c for c in expected.columns if c not in ("pid", "time")]
     np.testing.assert_allclose(served[numbers].to_numpy(float), expected[numbers].to_numpy(),
-                               rtol=1e-12)
+                               rtol=1e-8)

@@ -1,0 +1,197 @@
+"""What latode's flow density estimators share: input checks, standardisation with its
+log-determinant, training through the shared trainer, scoring, sampling and persistence.
+
+Inputs are standardised, x -> u = (x - mean) / scale, and the log-determinant of that map,
+-Σ log scale, is added back, so densities are in the user's units:
+``log p_x(x) = log p_u(u) - Σ_j log scale_j``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import DensityMixin
+from sklearn.utils.validation import validate_data
+
+from latode.estimators._base import TorchEstimator, resolve_device, seed_from
+
+__all__ = ["FlowDensityEstimator"]
+
+_CHUNK = 4096  # rows per evaluation solve, to bound memory
+
+
+class FlowDensityEstimator(DensityMixin, TorchEstimator):
+    """Base of density estimators built on a normalizing flow on standardised inputs.
+
+    Subclasses declare their parameters and implement ``_build_module``, ``_batch_loss``
+    (training loss of a batch of standardised rows), ``_log_prob`` (exact log-density of
+    standardised rows) and ``_inverse`` (base draws to standardised data).
+    """
+
+    # Subclasses build the module and say how it scores, trains and samples.
+    def _build_module(self, n_features: int) -> torch.nn.Module:  # pragma: no cover
+        raise NotImplementedError
+
+    def _prepare_fit(self, n_features: int) -> None:
+        """Set fitted settings derived from the data before the module is built."""
+
+    def _batch_loss(self, module, u: torch.Tensor):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _log_prob(self, module, u: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def _inverse(self, module, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, X, y=None, *, checkpoint_dir=None, tracking=None):
+        """Fit the flow by maximum likelihood.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored; present for scikit-learn's API.
+        checkpoint_dir : path or None
+            Write a resumable checkpoint there after every epoch (and resume from it).
+        tracking : None, bool, str or Tracking
+            Log the fit to MLflow (see :mod:`latode.tracking`).
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        n_samples, n_features = X.shape
+        self.mean_ = X.mean(axis=0).astype(np.float64)
+        scale = X.std(axis=0).astype(np.float64)
+        # Constant columns keep scale 1 (as StandardScaler does) instead of dividing by zero.
+        self.scale_ = np.where(scale > 0, scale, 1.0)
+        self._prepare_fit(n_features)
+        device = resolve_device(self.device)
+        u = self._standardise(X, device)
+        seed = seed_from(self.random_state)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = self._build_module(n_features).to(device)
+            order = torch.randperm(n_samples, generator=torch.Generator().manual_seed(seed))
+            n_val = int(round(self.validation_fraction * n_samples))
+            if n_val < 1 or n_val >= n_samples:
+                n_val = 0  # too few rows to hold some out: monitor the training loss
+            train, held_out = u[order[n_val:].to(device)], u[order[:n_val].to(device)]
+
+            def batches(generator: torch.Generator):
+                perm = torch.randperm(len(train), generator=generator).to(device)
+                return [train[perm[i:i + self.batch_size]]
+                        for i in range(0, len(train), self.batch_size)]
+
+            def validate(mod):
+                return {"val_loss": -float(self._chunked_log_prob(mod, held_out).mean())}
+
+            self._train(
+                module, self._batch_loss, batches, validate=validate if n_val else None,
+                seed=seed, checkpoint_dir=checkpoint_dir, tracking=tracking,
+                data_summary={"n_samples": n_samples, "n_features": n_features},
+            )
+        module.eval()
+        self.module_ = module
+        return self
+
+    # ----------------------------------------------------------------- scoring
+    def score_samples(self, X) -> np.ndarray:
+        """Log-density of each row, in the units of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        self._check_fitted()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        u = self._standardise(X, next(self.module_.parameters()).device)
+        log_prob = self._chunked_log_prob(self.module_, u).cpu().double().numpy()
+        return log_prob - float(np.log(self.scale_).sum())
+
+    def score(self, X, y=None) -> float:
+        """Total log-likelihood of ``X`` (the sum of :meth:`score_samples`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        float
+        """
+        return float(self.score_samples(X).sum())
+
+    def sample(self, n_samples: int = 1, random_state: int | None = None) -> np.ndarray:
+        """Draw from the fitted density.
+
+        Parameters
+        ----------
+        n_samples : int
+        random_state : int or None
+            Seed of the base draws; ``None`` takes one from numpy's global generator.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+            In the units of the training data.
+        """
+        self._check_fitted()
+        if not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool) \
+                or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive int; got {n_samples!r}.")
+        generator = torch.Generator().manual_seed(seed_from(random_state))
+        z = torch.randn(int(n_samples), self.n_features_in_, generator=generator)
+        device = next(self.module_.parameters()).device
+        with torch.no_grad():
+            parts = [self._inverse(self.module_, chunk.to(device)).cpu()
+                     for chunk in z.split(_CHUNK)]
+        u = torch.cat(parts).double().numpy()
+        return u * self.scale_ + self.mean_
+
+    # ---------------------------------------------------------------- helpers
+    def _standardise(self, X: np.ndarray, device: torch.device) -> torch.Tensor:
+        u = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
+        return torch.as_tensor(u, dtype=torch.float32, device=device)
+
+    def _chunked_log_prob(self, module, u: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([self._log_prob(module, chunk) for chunk in u.split(_CHUNK)])
+
+    # ------------------------------------------------------------ persistence
+    def _fitted_state(self) -> dict[str, Any]:
+        state = {
+            "n_features_in_": int(self.n_features_in_),
+            "mean_": self.mean_, "scale_": self.scale_,
+            "history_": self.history_, "n_epochs_": self.n_epochs_,
+            "best_epoch_": self.best_epoch_, "bad_steps_": self.bad_steps_,
+            **self._extra_state(),
+        }
+        if hasattr(self, "feature_names_in_"):
+            state["feature_names_in_"] = [str(name) for name in self.feature_names_in_]
+        return state
+
+    def _restore_fitted_state(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                value = value.numpy()
+            if key == "feature_names_in_":
+                value = np.asarray(value, dtype=object)
+            setattr(self, key, value)
+        self.module_ = self._build_module(self.n_features_in_)
