@@ -25,6 +25,7 @@ Run ``python benchmarks/cnf.py --jobs 2`` (about 1.5 hours on 2 CPU cores) or ``
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import time
@@ -196,24 +197,33 @@ def evaluate_set(name, X_train, X_test, config) -> tuple[dict, dict, dict]:
 
 
 # ----------------------------------------------------------------------------- plots
-def density_plot(name: str, X_train: np.ndarray, models: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def density_grids(X_train: np.ndarray, models: dict) -> dict[str, np.ndarray]:
+    """Each model's density on a 120 x 120 grid over the data (2-D sets)."""
     low, high = np.percentile(X_train, 0.5, axis=0), np.percentile(X_train, 99.5, axis=0)
     pad = 0.1 * (high - low)
     xs = np.linspace(low[0] - pad[0], high[0] + pad[0], 120)
     ys = np.linspace(low[1] - pad[1], high[1] + pad[1], 120)
     grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
-    fig, axes = plt.subplots(1, len(models) + 1, figsize=(2.2 * (len(models) + 1), 2.3))
+    grids = {"_xs": xs, "_ys": ys}
+    for label, model in models.items():
+        grids[label] = np.exp(model.score_samples(grid)).reshape(len(ys), len(xs))
+    return grids
+
+
+def density_plot(name: str, X_train: np.ndarray, grids: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs, ys = grids["_xs"], grids["_ys"]
+    labels = [label for label in grids if not label.startswith("_")]
+    fig, axes = plt.subplots(1, len(labels) + 1, figsize=(2.2 * (len(labels) + 1), 2.3))
     shown = X_train[:2000]
     axes[0].scatter(shown[:, 0], shown[:, 1], s=1, c="k", alpha=0.4, linewidths=0)
     axes[0].set_title("data", fontsize=9)
-    for ax, (label, model) in zip(axes[1:], models.items()):
-        density = np.exp(model.score_samples(grid)).reshape(len(ys), len(xs))
-        ax.imshow(density, origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]),
+    for ax, label in zip(axes[1:], labels):
+        ax.imshow(grids[label], origin="lower", extent=(xs[0], xs[-1], ys[0], ys[-1]),
                   cmap="magma", aspect="auto")
         ax.set_title(label, fontsize=9)
     for ax in axes:
@@ -228,28 +238,44 @@ def density_plot(name: str, X_train: np.ndarray, models: dict, path: Path) -> No
 
 
 # ------------------------------------------------------------------------------ main
-def run_set(task: tuple) -> tuple[dict, list[dict]]:
-    """Fit and score every model on one data set, and draw its density plot (a worker)."""
-    name, X_train, X_test, config, threads, suffix = task
+def run_set(task: tuple) -> tuple[dict, list[dict], dict]:
+    """Fit and score every model on one data set (a worker); with a cache folder, a data set
+    already done by an interrupted run is read back instead of refitted."""
+    name, X_train, X_test, config, threads, cache = task
+    stored = None if cache is None else Path(cache) / f"{name}.npz"
+    if stored is not None and stored.exists():
+        saved = np.load(stored, allow_pickle=False)
+        rows = json.loads(str(saved["rows"]))
+        return rows["row"], rows["rnode"], {k: saved[k] for k in saved.files if k != "rows"}
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     row, rnode, models = evaluate_set(name, X_train, X_test, config)
-    if X_train.shape[1] == 2:
-        density_plot(name, X_train, models, RESULTS_DIR / f"cnf-{name}{suffix}.png")
+    grids = density_grids(X_train, models) if X_train.shape[1] == 2 else {}
     print_table([row], ["dataset", "cnf", "planar", "gmm", "kde", "cnf_epochs", "cnf_fit_s"])
-    return row, rnode
+    if rnode:
+        print_table(rnode, ["dataset", "weight", "nfe_step_plain", "nfe_step_rnode",
+                            "loglik_plain", "loglik_rnode"])
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(stored, rows=json.dumps({"row": row, "rnode": rnode}), **grids)
+    return row, rnode, grids
 
 
 def main() -> None:
-    args = benchmark_args(__doc__.splitlines()[0], extra=lambda parser: parser.add_argument(
-        "--jobs", type=int, default=1, help="data sets fitted in parallel processes"))
+    def extra(parser):
+        parser.add_argument("--jobs", type=int, default=1,
+                            help="data sets fitted in parallel processes")
+        parser.add_argument("--cache", default=None,
+                            help="folder keeping each finished data set, so an interrupted "
+                                 "run resumes where it stopped")
+
+    args = benchmark_args(__doc__.splitlines()[0], extra=extra)
     config = QUICK if args.quick else FULL
     started = time.perf_counter()
     datasets = [(name, make_toy(name, config["n_train"], seed=100),
                  make_toy(name, config["n_test"], seed=200)) for name in TOY_SETS]
     datasets.append((TABULAR_SET, *load_cells(seed=300)))
-    suffix = "-quick" if args.quick else ""
-    tasks = [(name, X_train, X_test, config, args.threads, suffix)
+    tasks = [(name, X_train, X_test, config, args.threads, args.cache)
              for name, X_train, X_test in datasets]
     # The RNODE sets fit three CNFs: start them first so parallel workers finish together.
     order = sorted(range(len(tasks)), key=lambda i: tasks[i][0] not in config["rnode_sets"])
@@ -261,6 +287,11 @@ def main() -> None:
         results = {i: run_set(tasks[i]) for i in order}
     rows = [results[i][0] for i in range(len(tasks))]
     rnode_rows = [entry for i in range(len(tasks)) for entry in results[i][1]]
+    suffix = "-quick" if args.quick else ""
+    for i, (name, X_train, _) in enumerate(datasets):
+        grids = results[i][2]
+        if grids:
+            density_plot(name, X_train, grids, RESULTS_DIR / f"cnf-{name}{suffix}.png")
     print_table(rows, ["dataset", "d", "n_train", "cnf", "planar", "gmm", "kde", "cnf_params",
                        "planar_layers", "gmm_components", "cnf_epochs",
                        "cnf_beats_planar_and_gmm"],
