@@ -116,6 +116,14 @@ class IrregularFrameConverter:
         validate_long_frame(df, self.id_col, self.time_col, targets, argument=argument,
                             require_observed=require_observed and values,
                             allow_empty_targets=not values)
+        return self._pack_validated(df, values)
+
+    def fit_pack(self, df: pd.DataFrame, argument: str = "df") -> PackedSeries:
+        """:meth:`fit` on ``df`` and :meth:`pack` it, validating the frame once."""
+        return self.fit(df, argument=argument)._pack_validated(df, values=True)
+
+    def _pack_validated(self, df: pd.DataFrame, values: bool) -> PackedSeries:
+        targets = self.spec_.target_cols if values else ()
         keys = self.time_axis_.keys(df[self.time_col], self.time_col)
         codes, uniques = pd.factorize(df[self.id_col], sort=False)
         order = np.lexsort((keys, codes))

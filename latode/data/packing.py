@@ -170,6 +170,13 @@ class PackedSeries:
             series=series, grid_keys=grid_keys,
         )
 
+    def union_batches(self, series: np.ndarray, batch_size: int, *, dtype=torch.float32,
+                      device: str | torch.device = "cpu"):
+        """Yield :meth:`union_batch` of consecutive chunks of ``batch_size`` positions."""
+        series = np.asarray(series, dtype=np.int64)
+        for start in range(0, len(series), batch_size):
+            yield self.union_batch(series[start:start + batch_size], dtype=dtype, device=device)
+
     def padded_batch(self, series: np.ndarray | None = None, *, dtype=torch.float32,
                      device: str | torch.device = "cpu") -> PaddedBatch:
         """Batch ``series`` on their own times, padded to the longest (times pad with the

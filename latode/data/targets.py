@@ -28,10 +28,15 @@ def _packed_from_keys(conv: IrregularFrameConverter, ids: np.ndarray,
     )
 
 
+def _is_sequence(value: object) -> bool:
+    """A list-like of offsets (not a single offset, and not a string)."""
+    return isinstance(value, (Sequence, np.ndarray, pd.Index, pd.Series)) \
+        and not isinstance(value, str)
+
+
 def _offset_keys(conv: IrregularFrameConverter, offsets: object, argument: str) -> np.ndarray:
     """Offsets (durations or numbers) as time-key increments, checked positive."""
-    values = list(offsets) if isinstance(offsets, (Sequence, np.ndarray, pd.Index, pd.Series)) \
-        and not isinstance(offsets, str) else [offsets]
+    values = list(offsets) if _is_sequence(offsets) else [offsets]
     if not values:
         raise ValueError(f"{argument} is empty; give at least one offset.")
     if conv.time_axis_.kind == "float":
@@ -103,9 +108,7 @@ def forecast_targets(conv: IrregularFrameConverter, context: PackedSeries, *,
         return _packed_from_keys(conv, context.ids, np.tile(keys, (context.n_series, 1)))
     last = context.keys[context.indptr[1:] - 1]
     if freq is None:
-        is_sequence = isinstance(horizon, (Sequence, np.ndarray, pd.Index, pd.Series)) \
-            and not isinstance(horizon, str)
-        if not is_sequence:
+        if not _is_sequence(horizon):
             raise ValueError("A single horizon needs freq= (the spacing of the forecast grid); "
                              "or pass horizon as a list of offsets, or timestamps=.")
         offsets = _offset_keys(conv, horizon, "horizon")

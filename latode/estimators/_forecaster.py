@@ -167,8 +167,8 @@ class BaseForecaster(TorchEstimator):
         target_cols = None if self.target_cols is None else (
             (self.target_cols,) if isinstance(self.target_cols, str) else tuple(self.target_cols))
         converter = IrregularFrameConverter(self.id_col, self.time_col, target_cols,
-                                            self.time_scale, self.standardize).fit(df)
-        packed = converter.pack(df)
+                                            self.time_scale, self.standardize)
+        packed = converter.fit_pack(df)
         seed = seed_from(self.random_state)
         train_idx, val_idx = self._split(packed.n_series, seed)
         summary = self._data_summary(packed, converter)
@@ -191,23 +191,29 @@ class BaseForecaster(TorchEstimator):
 
         def batches(generator: torch.Generator):
             order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
-            for start in range(0, len(order), batch_size):
-                yield packed.union_batch(order[start:start + batch_size], device=device)
+            return packed.union_batches(order, batch_size, device=device)
 
         validate = None
         if len(val_idx):
-            val_batches = [packed.union_batch(val_idx[s:s + batch_size], device=device)
-                           for s in range(0, len(val_idx), batch_size)]
+            val_batches = list(packed.union_batches(val_idx, batch_size, device=device))
 
             def validate(module):
-                total, count = 0.0, 0.0
-                for batch in val_batches:
-                    total += float(self._series_log_likelihood(module, batch, 1, None).sum())
-                    count += float(batch.mask.sum())
+                total, count = self._log_likelihood_sum(module, val_batches, 1, None)
                 return -total / max(count, 1.0)
 
         self._train(module, self._batch_loss, batches, validate=validate, seed=seed,
                     checkpoint_dir=checkpoint_dir, tracking=tracking, data_summary=summary)
+
+    def _log_likelihood_sum(self, module, batches, n_samples: int,
+                            generator: torch.Generator | None) -> tuple[float, float]:
+        """Summed per-series log-likelihood over ``batches`` and the number of observed
+        values it covers (validation and :meth:`score`)."""
+        total, count = 0.0, 0.0
+        for batch in batches:
+            total += float(self._series_log_likelihood(module, batch, n_samples,
+                                                       generator).sum())
+            count += float(batch.mask.sum())
+        return total, count
 
     def _split(self, n_series: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Hold out ``validation_fraction`` of the series (none if fewer than 2 would train)."""
@@ -260,10 +266,11 @@ class BaseForecaster(TorchEstimator):
                 mean = self._predictive_means(self.module_, batch, grid, n_samples, generator)
             mean = mean.cpu().numpy()
             which = np.repeat(np.arange(len(chunk)), targets.lengths[chunk])
-            means[:, rows] = mean[:, which, column]
+            chunk_means = mean[:, which, column]
+            means[:, rows] = chunk_means
             if noisy:
-                noise = torch.randn(means[:, rows].shape, generator=generator).numpy()
-                draws[:, rows] = means[:, rows] + noise * std
+                noise = torch.randn(chunk_means.shape, generator=generator).numpy()
+                draws[:, rows] = chunk_means + noise * std
         scaler = conv.scaler_
         means = scaler.inverse_transform(means)
         draws = scaler.inverse_transform(draws) if noisy else means
@@ -354,14 +361,10 @@ class BaseForecaster(TorchEstimator):
         packed = self.converter_.pack(df, argument="df")
         generator = torch.Generator().manual_seed(seed_from(random_state))
         device = next(self.module_.parameters()).device
-        total, count = 0.0, 0.0
+        batches = packed.union_batches(np.arange(packed.n_series), int(self.batch_size),
+                                       device=device)
         with torch.no_grad():
-            for start in range(0, packed.n_series, int(self.batch_size)):
-                idx = np.arange(start, min(start + int(self.batch_size), packed.n_series))
-                batch = packed.union_batch(idx, device=device)
-                total += float(self._series_log_likelihood(self.module_, batch, n_samples,
-                                                           generator).sum())
-                count += float(batch.mask.sum())
+            total, count = self._log_likelihood_sum(self.module_, batches, n_samples, generator)
         # Densities of standardised values -> densities in the user's units.
         observed = ~np.isnan(packed.values)
         jacobian = float((observed * np.log(self.converter_.scaler_.std)).sum())
