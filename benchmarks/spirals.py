@@ -7,9 +7,17 @@ forecast mean (x and y, in data units) against the *noise-free* future trajector
 paper's errors (0.13-0.16) lie below the noise level (0.3), so they cannot be against the noisy
 points — and, for reference, against the noisy future points too.
 
+Training spirals are drawn as in torchdiffeq's example: windows start anywhere in
+``[100, 900)`` of the 1000-point dense grid, so together they cover the spiral up to its end;
+only their observed points are used (``n_extrapolate=0``). Test windows start in ``[100, 800)``
+so that their 100-point futures exist; those futures lie in the region the training windows
+cover, as they do in the paper's setup (an earlier version drew training windows from the test
+distribution, which left the last tenth of the spiral unseen in training and ~1/4 of the test
+error there).
+
 Models: :class:`~latode.LatentODEForecaster` with the GRU recognition network of Chen et al.
 and :class:`~latode.RNNForecaster` (GRU-Δt). Both train with ``objective="extrapolate"``: read
-the first half of each training window, score the whole window, so that training asks for what
+a prefix of each training window, score the whole window, so that training asks for what
 the test asks for (the future is never seen in training). Training spirals (seed 0; a tenth
 held out to keep the best epoch) and test spirals (seed 1) are drawn independently; the
 settings below were chosen on development spirals (seed 2), never on the test spirals.
@@ -54,22 +62,19 @@ COMMON = dict(objective="extrapolate", context_fraction=0.5, validation_fraction
               time_scale=None, random_state=0, verbose=0)
 
 
-def spiral_frames(n_spirals: int, n_observed: int, seed: int):
-    """Observed points, noisy future points and noise-free future of ``n_spirals`` spirals.
+def training_spirals(n_spirals: int, n_observed: int, seed: int):
+    """Observed points of training windows starting anywhere in [100, 900) (no future)."""
+    return make_spirals(n_spirals=n_spirals, n_observed=n_observed, n_extrapolate=0,
+                        random_state=seed).observed
 
-    Window times are rounded to 1e-9: ``make_spirals`` measures them from each window's own
-    start, so the same offset differs between spirals in the last bits, which would multiply
-    the distinct timestamps of a batch by ~6 for nothing.
-    """
+
+def spiral_frames(n_spirals: int, n_observed: int, seed: int):
+    """Observed points, noisy future points and noise-free future of ``n_spirals`` test
+    spirals (windows starting in [100, 800), each followed by 100 future points)."""
     data = make_spirals(n_spirals=n_spirals, n_observed=n_observed, random_state=seed)
-    frames = []
-    for frame in (data.observed, data.future, data.truth):
-        frame = frame.copy()
-        frame["ds"] = frame["ds"].round(9)
-        frames.append(frame)
-    observed, future, truth = frames
-    truth_future = future[["unique_id", "ds"]].merge(truth, on=["unique_id", "ds"], how="left")
-    return observed, future, truth_future
+    keys = ["unique_id", "ds"]
+    truth_future = data.future[keys].merge(data.truth, on=keys, how="left")
+    return data.observed, data.future, truth_future
 
 
 def forecast_errors(model, observed, future, truth_future) -> dict:
@@ -88,8 +93,14 @@ def forecast_errors(model, observed, future, truth_future) -> dict:
     true = joined[["x_true", "y_true"]].to_numpy()
     noisy = joined[["x_noisy", "y_noisy"]].to_numpy()
     solver_nfe = count_nfe(module.dynamics) if hasattr(module, "dynamics") else 0
+    # Error against horizon: each series' future in four quarters (25 points each).
+    by_series = joined.groupby("unique_id")["ds"]
+    quarter = (4 * (by_series.rank(method="first") - 1) // by_series.transform("size"))
+    squared = ((pred - true) ** 2).mean(axis=1)
     return {
         "rmse_vs_truth": float(np.sqrt(np.mean((pred - true) ** 2))),
+        "rmse_vs_truth_by_quarter": [float(np.sqrt(squared[quarter.to_numpy() == q].mean()))
+                                     for q in range(4)],
         "rmse_vs_noisy": float(np.sqrt(np.mean((pred - noisy) ** 2))),
         "nfe_per_solve": solver_nfe / n_solves if solver_nfe else None,
         "predict_s": elapsed(),
@@ -98,7 +109,7 @@ def forecast_errors(model, observed, future, truth_future) -> dict:
 
 
 def run_size(n_observed: int, config: dict) -> tuple[list[dict], dict]:
-    train, _, _ = spiral_frames(config["n_train"], n_observed, seed=0)
+    train = training_spirals(config["n_train"], n_observed, seed=0)
     test_obs, test_future, test_truth = spiral_frames(config["n_test"], n_observed, seed=1)
     rows, forecasts = [], {}
     for name, cls, params in (("latent_ode", LatentODEForecaster, config["latent"]),

@@ -263,7 +263,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
     estimator = _make_estimator(args, config)
     data = read_frame(args.data, estimator.time_col)
     tracking = _tracking(args, config)
-    estimator.fit(data, tracking=tracking)
+    from latode.training import distributed
+
+    # Under torchrun every rank fits (data-parallel); rank 0 alone writes and reports.
+    try:
+        estimator.fit(data, tracking=tracking)
+        if not distributed.is_main():
+            return 0
+        return _write_fitted(args, estimator)
+    finally:
+        distributed.finish()
+
+
+def _write_fitted(args: argparse.Namespace, estimator) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     estimator.save(args.out / MODEL_FILE)
     meta = {"estimator": type(estimator).__name__, "id_col": estimator.id_col,

@@ -9,12 +9,17 @@ torchdiffeq does the solving and the adjoint. This module adds three things a pr
 * :func:`odeint_checked` — calls ``odeint`` or ``odeint_adjoint`` and turns torchdiffeq's bare
   ``AssertionError`` (step underflow, ``max_num_steps`` exceeded, non-finite state) into a
   :class:`~latode.exceptions.SolverError` whose message says what to change.
+
+Fixed-step methods get their time grid through torchdiffeq's ``grid_constructor`` option as a
+:class:`_LazyTimeGrid` rather than through ``step_size``: the points are the same, but they are
+handed out one at a time instead of being unbound into ``2 * n_steps`` tensors that live for
+the whole solve, so the adjoint's memory does not grow with the number of steps.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -91,13 +96,94 @@ class SolverOptions:
         return self.method in ADAPTIVE_METHODS
 
     def torchdiffeq_options(self) -> dict:
-        """The ``options`` dict torchdiffeq expects for this method."""
+        """The ``options`` dict torchdiffeq expects for this method.
+
+        Fixed-step methods get a ``grid_constructor`` (:func:`_fixed_time_grid`) that builds
+        torchdiffeq's own ``step_size`` grid, point for point, as a :class:`_LazyTimeGrid`.
+        """
         if self.adaptive:
             options = {"max_num_steps": int(self.max_num_steps)}
             if self.error_norm is not None:
                 options["norm"] = self.error_norm
             return options
-        return {} if self.step_size is None else {"step_size": float(self.step_size)}
+        step = None if self.step_size is None else float(self.step_size)
+        return {"grid_constructor": _fixed_time_grid(step)}
+
+
+class _LazyTimeGrid:
+    """A 1-D tensor of time points that hands them out one at a time.
+
+    torchdiffeq's fixed-grid loop is ``for t0, t1 in zip(grid[:-1], grid[1:])``. Iterating a
+    tensor unbinds it: a solve of ``n`` steps creates ``2 * n`` 0-d tensors up front and keeps
+    them until it ends (the adjoint's peak memory grew by about 1.1 MB per 1000 steps for
+    them, ``benchmarks/odenet.py``). Iterating this sequence creates each point when the loop reaches
+    it, as the same view of the same tensor, so the solution is bit for bit unchanged.
+
+    It supports what torchdiffeq does with a grid: ``len``, integer indexing (a 0-d tensor),
+    slicing (another lazy grid, sharing the storage), iteration and negation (the adjoint's
+    backward solve runs in reversed time).
+
+    Parameters
+    ----------
+    points : Tensor, shape (n,)
+
+    Examples
+    --------
+    >>> grid = _LazyTimeGrid(torch.tensor([0.0, 0.5, 1.0]))
+    >>> [float(a) for a in grid[1:]], float((-grid)[-1]), len(grid)
+    ([0.5, 1.0], -1.0, 3)
+    """
+
+    __slots__ = ("points",)
+
+    def __init__(self, points: torch.Tensor):
+        self.points = points
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __getitem__(self, index: int | slice) -> torch.Tensor | _LazyTimeGrid:
+        item = self.points[index]
+        return _LazyTimeGrid(item) if isinstance(index, slice) else item
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return (self.points[i] for i in range(len(self.points)))
+
+    def __neg__(self) -> _LazyTimeGrid:
+        return _LazyTimeGrid(-self.points)
+
+
+def _fixed_time_grid(step_size: float | None) -> Callable:
+    """A torchdiffeq ``grid_constructor``: steps of ``step_size`` from ``t[0]`` to ``t[-1]``.
+
+    The points are torchdiffeq's own ``step_size`` grid (``t[0] + k * step_size`` for ``k``
+    up to ``ceil((t[-1] - t[0]) / step_size)``, the last replaced by ``t[-1]``); with
+    ``step_size=None`` they are the requested times ``t``. Either way they come as a
+    :class:`_LazyTimeGrid`.
+
+    Examples
+    --------
+    >>> grid = _fixed_time_grid(0.4)(None, None, torch.tensor([0.0, 1.0]))
+    >>> [round(float(a), 6) for a in grid]
+    [0.0, 0.4, 0.8, 1.0]
+    """
+
+    def construct(func, y0, t: torch.Tensor) -> _LazyTimeGrid:
+        if step_size is None:
+            return _LazyTimeGrid(t)
+        if t[0] > t[-1]:
+            # A solve backwards in time (the adjoint's): torchdiffeq negates the times to
+            # ascending ones, then hands a user's constructor the original, descending ones
+            # and negates what it returns; its own step_size grid is built on the ascending
+            # times, so build it there too.
+            return -construct(func, y0, -t)
+        # The same arithmetic as torchdiffeq's step_size grid, so that solutions match it.
+        n_points = torch.ceil((t[-1] - t[0]) / step_size + 1).item()
+        points = torch.arange(0, n_points, dtype=t.dtype, device=t.device) * step_size + t[0]
+        points[-1] = t[-1]
+        return _LazyTimeGrid(points)
+
+    return construct
 
 
 class CountedDynamics(nn.Module):

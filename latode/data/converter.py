@@ -33,6 +33,11 @@ class IrregularFrameConverter:
         One model time unit (``None``: the training span).
     standardize : bool
         Standardise each channel with its training mean and standard deviation.
+    point_process : bool
+        The rows are events: packed frames carry event counts (``PackedSeries.events``).
+    event_col : str or None
+        With ``point_process``: a boolean (or integer count) column marking which rows are
+        events; ``None`` makes every row an event.
 
     Examples
     --------
@@ -53,18 +58,28 @@ class IrregularFrameConverter:
 
     def __init__(self, id_col: str = "unique_id", time_col: str = "ds",
                  target_cols: Sequence[str] | None = None,
-                 time_scale: float | str | None = None, standardize: bool = True):
+                 time_scale: float | str | None = None, standardize: bool = True,
+                 point_process: bool = False, event_col: str | None = None):
         self.id_col = id_col
         self.time_col = time_col
         self.target_cols = target_cols
         self.time_scale = time_scale
         self.standardize = standardize
+        self.point_process = point_process
+        self.event_col = event_col
 
     # ------------------------------------------------------------------ fitting
     def fit(self, df: pd.DataFrame, argument: str = "df") -> IrregularFrameConverter:
         """Validate ``df`` and fit the time axis and channel scaling on it."""
         self.spec_ = validate_long_frame(df, self.id_col, self.time_col, self.target_cols,
-                                         argument=argument)
+                                         argument=argument, **self._event_options())
+        if self.point_process and self.event_col is not None \
+                and not (df[self.event_col].to_numpy() > 0).any():
+            raise ValueError(
+                f"No row of {argument} is an event (column {self.event_col!r} is all False or "
+                "0): a point process learns from event times. Mark the events, or fit without "
+                "point_process=True."
+            )
         self.time_axis_ = TimeAxis.fit(df[self.time_col], self.time_col, self.time_scale)
         values = df[list(self.spec_.target_cols)].to_numpy(dtype=float, na_value=np.nan)
         self.scaler_ = ChannelScaler.fit(values, enabled=self.standardize)
@@ -83,12 +98,14 @@ class IrregularFrameConverter:
             "time_scale": None if self.time_scale is None else str(self.time_scale),
             "standardize": self.standardize, "time_axis": self.time_axis_.state(),
             "scaler": self.scaler_.state(), "id_dtype": self.id_dtype_,
+            "point_process": self.point_process, "event_col": self.event_col,
         }
 
     @classmethod
     def from_state(cls, state: dict) -> IrregularFrameConverter:
         conv = cls(state["id_col"], state["time_col"], tuple(state["target_cols"]),
-                   state["time_scale"], state["standardize"])
+                   state["time_scale"], state["standardize"],
+                   state.get("point_process", False), state.get("event_col"))
         conv.spec_ = FrameSpec(state["id_col"], state["time_col"], tuple(state["target_cols"]))
         conv.time_axis_ = TimeAxis(**state["time_axis"])
         conv.scaler_ = ChannelScaler.from_state(state["scaler"])
@@ -115,8 +132,13 @@ class IrregularFrameConverter:
         targets = self.spec_.target_cols if values else ()
         validate_long_frame(df, self.id_col, self.time_col, targets, argument=argument,
                             require_observed=require_observed and values,
-                            allow_empty_targets=not values)
+                            allow_empty_targets=not values,
+                            **(self._event_options() if values else {}))
         return self._pack_validated(df, values)
+
+    def _event_options(self) -> dict:
+        return {"point_process": self.point_process,
+                "event_col": self.event_col if self.point_process else None}
 
     def fit_pack(self, df: pd.DataFrame, argument: str = "df") -> PackedSeries:
         """:meth:`fit` on ``df`` and :meth:`pack` it, validating the frame once."""
@@ -137,7 +159,13 @@ class IrregularFrameConverter:
             keys=keys[order],
             times=self.time_axis_.to_model(keys[order]),
             values=self.scaler_.transform(raw) if values else raw,
+            events=self._event_counts(df)[order] if values and self.point_process else None,
         )
+
+    def _event_counts(self, df: pd.DataFrame) -> np.ndarray:
+        if self.event_col is None:
+            return np.ones(len(df))
+        return df[self.event_col].to_numpy(dtype=np.float64)
 
     # ------------------------------------------------------------------ unpacking
     def to_frame(self, ids: np.ndarray, keys: np.ndarray,

@@ -60,6 +60,8 @@ class UnionBatch:
         Positions of the series in the :class:`PackedSeries`.
     grid_keys : ndarray, shape (grid,)
         Exact time keys of the grid.
+    events : Tensor or None, shape (batch, grid)
+        Number of events at each time (point processes only).
     """
 
     times: torch.Tensor
@@ -68,6 +70,7 @@ class UnionBatch:
     present: torch.Tensor
     series: np.ndarray
     grid_keys: np.ndarray
+    events: torch.Tensor | None = None
 
 
 @dataclass
@@ -105,6 +108,8 @@ class PackedSeries:
         Model times (float64).
     values : ndarray, shape (n_rows, channels)
         Values, NaN where not observed.
+    events : ndarray or None, shape (n_rows,)
+        Number of events at each row (point processes only).
     """
 
     ids: np.ndarray
@@ -112,6 +117,7 @@ class PackedSeries:
     keys: np.ndarray
     times: np.ndarray
     values: np.ndarray
+    events: np.ndarray | None = None
 
     @property
     def n_series(self) -> int:
@@ -143,7 +149,8 @@ class PackedSeries:
         rows = self.rows_of(series)
         indptr = np.concatenate([[0], np.cumsum(self.lengths[series])])
         return PackedSeries(self.ids[series], indptr, self.keys[rows], self.times[rows],
-                            self.values[rows])
+                            self.values[rows],
+                            None if self.events is None else self.events[rows])
 
     def union_batch(self, series: np.ndarray | None = None, *, dtype=torch.float32,
                     device: str | torch.device = "cpu") -> UnionBatch:
@@ -162,12 +169,17 @@ class PackedSeries:
             )
         values, mask, present = self._scatter(rows, batch_row, column,
                                               (len(series), len(grid_keys)))
+        events = None
+        if self.events is not None:
+            events = np.zeros((len(series), len(grid_keys)))
+            events[batch_row, column] = self.events[rows]
+            events = torch.as_tensor(events, dtype=dtype, device=device)
         return UnionBatch(
             times=torch.as_tensor(grid_times, dtype=dtype, device=device),
             values=torch.as_tensor(values, dtype=dtype, device=device),
             mask=torch.as_tensor(mask, dtype=dtype, device=device),
             present=torch.as_tensor(present, dtype=dtype, device=device),
-            series=series, grid_keys=grid_keys,
+            series=series, grid_keys=grid_keys, events=events,
         )
 
     def union_batches(self, series: np.ndarray, batch_size: int, *, dtype=torch.float32,

@@ -13,7 +13,10 @@ from latode.data.converter import IrregularFrameConverter
 from latode.data.packing import PackedSeries
 from latode.data.validation import show
 
-__all__ = ["forecast_targets"]
+__all__ = ["forecast_targets", "MAX_GRID_POINTS"]
+
+#: The most forecast times a ``horizon``/``freq`` grid may have per series.
+MAX_GRID_POINTS = 1_000_000
 
 
 def _packed_from_keys(conv: IrregularFrameConverter, ids: np.ndarray,
@@ -105,6 +108,8 @@ def forecast_targets(conv: IrregularFrameConverter, context: PackedSeries, *,
         if times.isna().any():
             raise ValueError("timestamps contains missing values (NaN/NaT); remove them.")
         keys = np.unique(conv.time_axis_.keys(times, "timestamps"))
+        if conv.time_axis_.kind == "float" and not np.all(np.isfinite(keys)):
+            raise ValueError("timestamps contains infinite values; pass finite times.")
         return _packed_from_keys(conv, context.ids, np.tile(keys, (context.n_series, 1)))
     last = context.keys[context.indptr[1:] - 1]
     if freq is None:
@@ -113,11 +118,26 @@ def forecast_targets(conv: IrregularFrameConverter, context: PackedSeries, *,
                              "or pass horizon as a list of offsets, or timestamps=.")
         offsets = _offset_keys(conv, horizon, "horizon")
     else:
+        for name, value in (("horizon", horizon), ("freq", freq)):
+            # Only the first of several values would be used: say so instead.
+            if _is_sequence(value):
+                raise ValueError(
+                    f"With freq=, {name} must be a single duration or number (horizon: the "
+                    f"end of the grid, freq: its spacing); got a sequence. Pass a list of "
+                    "offsets as horizon= without freq=, or a single horizon= with freq=."
+                )
         span = _offset_keys(conv, horizon, "horizon")[0]
         step = _offset_keys(conv, freq, "freq")[0]
-        count = int(np.floor(span / step + 1e-9))
-        if count < 1:
+        ratio = float(span) / float(step)
+        if ratio + 1e-9 < 1:
             raise ValueError("horizon is shorter than freq; no forecast time would remain.")
+        if ratio > MAX_GRID_POINTS:
+            # A float ratio: a tiny freq must not overflow an int or allocate a huge grid.
+            raise ValueError(
+                f"horizon / freq asks for {ratio:.3g} forecast times per series (at most "
+                f"{MAX_GRID_POINTS:,}); pass a larger freq= or a shorter horizon=."
+            )
+        count = int(np.floor(ratio + 1e-9))
         offsets = step * np.arange(1, count + 1, dtype=np.asarray(step).dtype)
     offsets = np.unique(offsets)
     return _packed_from_keys(conv, context.ids, last[:, None] + offsets[None, :])

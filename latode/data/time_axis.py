@@ -125,12 +125,16 @@ class TimeAxis:
         offsets = np.asarray(keys, dtype=np.int64) - np.int64(self.origin)
         return offsets.astype(np.float64) / self.scale
 
-    def from_model(self, t: np.ndarray) -> pd.Series:
-        """Times in the user's type for model times (rounded to the nanosecond)."""
+    def to_keys(self, t: np.ndarray) -> np.ndarray:
+        """Time keys of model times (rounded to the nanosecond for datetimes)."""
         scaled = np.asarray(t, dtype=np.float64) * self.scale
         if self.kind == "float":
-            return self.from_keys(scaled + self.origin)
-        return self.from_keys(np.rint(scaled).astype(np.int64) + np.int64(self.origin))
+            return scaled + self.origin
+        return np.rint(scaled).astype(np.int64) + np.int64(self.origin)
+
+    def from_model(self, t: np.ndarray) -> pd.Series:
+        """Times in the user's type for model times (rounded to the nanosecond)."""
+        return self.from_keys(self.to_keys(t))
 
     def from_keys(self, keys: np.ndarray) -> pd.Series:
         """Times in the user's type for exact time keys."""

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["FrameSpec", "validate_long_frame", "time_kind", "show"]
+__all__ = ["FrameSpec", "validate_long_frame", "time_kind", "show", "FLOAT32_MAX"]
+
+#: The largest magnitude a value may have: the models compute in float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,10 @@ def _first_series(df: pd.DataFrame, id_col: str, rows: np.ndarray) -> str:
     return show(df[id_col].to_numpy()[np.flatnonzero(rows)[0]])
 
 
-def time_kind(column: pd.Series, name: str) -> str:
+def time_kind(column: pd.Series, name: str, argument: str | None = None) -> str:
     """``"datetime"``, ``"timedelta"`` or ``"float"``: how a time column is read.
+
+    ``argument``, when given, is the frame's argument name, for messages.
 
     Raises
     ------
@@ -53,38 +58,41 @@ def time_kind(column: pd.Series, name: str) -> str:
         For datetimes in several time zones.
     """
     dtype = column.dtype
+    where = "" if argument is None else f" of {argument}"
     if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
         return "datetime"
     if pd.api.types.is_timedelta64_dtype(dtype):
         return "timedelta"
     if pd.api.types.is_bool_dtype(dtype):
-        raise TypeError(f"Time column {name!r} is boolean; pass datetimes, timedeltas or numbers.")
+        raise TypeError(f"Time column {name!r}{where} is boolean; pass datetimes, timedeltas "
+                        "or numbers.")
     if pd.api.types.is_numeric_dtype(dtype):
         return "float"
     values = column.dropna()
     if len(values) and all(isinstance(v, pd.Timestamp) for v in values):
         zones = sorted({str(v.tz) for v in values})
         raise ValueError(
-            f"Time column {name!r} mixes time zones ({', '.join(zones)}); convert it to one "
+            f"Time column {name!r}{where} mixes time zones ({', '.join(zones)}); convert it to one "
             f"zone first, e.g. pd.to_datetime(df[{name!r}], utc=True)."
         )
     raise TypeError(
-        f"Time column {name!r} has dtype {dtype}; pass datetimes, timedeltas or numbers "
+        f"Time column {name!r}{where} has dtype {dtype}; pass datetimes, timedeltas or numbers "
         f"(for strings use pd.to_datetime(df[{name!r}]) or pd.to_timedelta)."
     )
 
 
 def _resolve_targets(
-    df: pd.DataFrame, spec_id: str, spec_time: str, target_cols: Sequence[str] | None
+    df: pd.DataFrame, exclude: tuple[str, ...], target_cols: Sequence[str] | None,
+    allow_none: bool = False,
 ) -> tuple[str, ...]:
     if target_cols is None:
         targets = tuple(
             c for c in df.columns
-            if c not in (spec_id, spec_time) and pd.api.types.is_numeric_dtype(df[c].dtype)
+            if c not in exclude and pd.api.types.is_numeric_dtype(df[c].dtype)
         )
-        if not targets:
+        if not targets and not allow_none:
             raise ValueError(
-                f"The frame has no numeric value column besides {spec_id!r} and {spec_time!r}; "
+                f"The frame has no numeric value column besides {', '.join(map(repr, exclude))}; "
                 "add one or name the value columns with target_cols=[...]."
             )
         return targets
@@ -102,6 +110,8 @@ def validate_long_frame(
     require_observed: bool = True,
     allow_empty_targets: bool = False,
     argument: str = "df",
+    event_col: str | None = None,
+    point_process: bool = False,
 ) -> FrameSpec:
     """Check a long-format frame and return the :class:`FrameSpec` that reads it.
 
@@ -118,6 +128,13 @@ def validate_long_frame(
         Accept a frame with no value column (timestamps only, e.g. the times to forecast).
     argument : str
         The argument's name in error messages.
+    event_col : str or None
+        A column of booleans (or non-negative integer counts) marking the rows that are events;
+        never a value channel.
+    point_process : bool
+        The rows are events (of ``event_col``, or every row without it): a series needs an
+        event or an observed value, not necessarily a value, and a frame may have no value
+        column at all (a pure point process).
 
     Returns
     -------
@@ -146,9 +163,17 @@ def validate_long_frame(
                 f"{argument} has no column {col!r} ({role}); its columns are "
                 f"{list(df.columns)}. Pass {role}= with the right name."
             )
-    targets = () if allow_empty_targets and target_cols == () else _resolve_targets(
-        df, id_col, time_col, target_cols
-    )
+    if event_col is not None and event_col not in df.columns:
+        raise ValueError(
+            f"{argument} has no column {event_col!r} (event_col); its columns are "
+            f"{list(df.columns)}. Add it or pass event_col= with the right name."
+        )
+    exclude = (id_col, time_col) + (() if event_col is None else (event_col,))
+    if (allow_empty_targets or point_process) and target_cols is not None \
+            and len(target_cols) == 0:
+        targets: tuple[str, ...] = ()
+    else:
+        targets = _resolve_targets(df, exclude, target_cols, allow_none=point_process)
     missing = [c for c in targets if c not in df.columns]
     if missing:
         raise ValueError(
@@ -164,6 +189,8 @@ def validate_long_frame(
     _check_times(df, id_col, time_col, argument)
     for col in targets:
         _check_values(df, id_col, col, argument)
+    if event_col is not None:
+        _check_events(df, id_col, event_col, argument)
     duplicated = df.duplicated(subset=[id_col, time_col]).to_numpy()
     if duplicated.any():
         row = np.flatnonzero(duplicated)[0]
@@ -180,6 +207,8 @@ def validate_long_frame(
                 "them from target_cols (nothing can be learned about them)."
             )
         observed = df[list(targets)].notna().any(axis=1)
+        if point_process:
+            observed |= True if event_col is None else df[event_col].to_numpy() > 0
         per_series = observed.groupby(ids.to_numpy(), sort=False).any()
         if not per_series.all():
             empty = per_series.index[~per_series.to_numpy()]
@@ -192,7 +221,7 @@ def validate_long_frame(
 
 def _check_times(df: pd.DataFrame, id_col: str, time_col: str, argument: str) -> None:
     column = df[time_col]
-    kind = time_kind(column, time_col)
+    kind = time_kind(column, time_col, argument)
     bad = column.isna().to_numpy()
     label = "NaT" if kind != "float" else "NaN"
     if kind == "float":
@@ -224,4 +253,38 @@ def _check_values(df: pd.DataFrame, id_col: str, col: str, argument: str) -> Non
             f"Value column {col!r} of {argument} has {int(infinite.sum())} infinite values, "
             f"e.g. in series {_first_series(df, id_col, infinite)}; replace them with NaN "
             "(not observed) or a finite value."
+        )
+    # The models compute in float32: a larger value would become inf there (and its square
+    # overflows the float64 spread used to standardise), giving NaN forecasts.
+    too_large = np.abs(np.nan_to_num(values)) > FLOAT32_MAX
+    if too_large.any():
+        raise ValueError(
+            f"Value column {col!r} of {argument} has {int(too_large.sum())} values beyond "
+            f"±{FLOAT32_MAX:.1e} (float32's range, in which the models compute), e.g. in "
+            f"series {_first_series(df, id_col, too_large)}; rescale the column, e.g. "
+            f"df[{col!r}] / 1e30."
+        )
+
+
+def _check_events(df: pd.DataFrame, id_col: str, event_col: str, argument: str) -> None:
+    """Event markers: booleans, or non-negative integer counts (several events at one time)."""
+    column = df[event_col]
+    dtype = column.dtype
+    if column.isna().any():
+        raise ValueError(
+            f"Event column {event_col!r} of {argument} has {int(column.isna().sum())} missing "
+            f"values, e.g. in series {_first_series(df, id_col, column.isna().to_numpy())}; "
+            "mark every row True (an event) or False (an observation only)."
+        )
+    if not (pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_integer_dtype(dtype)):
+        raise TypeError(
+            f"Event column {event_col!r} of {argument} has dtype {dtype}; it must be boolean "
+            f"(True where the row is an event) or integer counts, e.g. "
+            f"df[{event_col!r}].astype(bool). Values belong in the value columns."
+        )
+    counts = column.to_numpy(dtype=np.int64)
+    if (counts < 0).any():
+        raise ValueError(
+            f"Event column {event_col!r} of {argument} has negative counts, e.g. in series "
+            f"{_first_series(df, id_col, counts < 0)}; counts of events are 0 or more."
         )

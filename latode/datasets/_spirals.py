@@ -12,7 +12,8 @@ and a random start ``t0`` on the dense grid; its window is the ``n_total`` dense
 window are kept at random (the irregular sampling of the paper's Table 2: 30, 50 or 100 of
 100) and Gaussian noise of standard deviation ``noise_std`` is added to observed and future
 values. Times are measured from the start of each sample's window, as in the original,
-where every sample shares the time stamps ``orig_ts[:nsample]``.
+where every sample shares the time stamps ``orig_ts[:nsample]``: the ``k``-th point of every
+window is at exactly ``k * stop / (n_dense - 1)``, so all series share one time grid.
 """
 
 from __future__ import annotations
@@ -141,13 +142,17 @@ def make_spirals(
     """
     _check_spiral_args(n_spirals, n_observed, n_total, noise_std, n_extrapolate, n_dense, stop)
     rng = make_rng("make_spirals", random_state)
-    t, clockwise, counter = _dense_spirals(n_dense, float(stop), float(a), float(b))
+    _, clockwise, counter = _dense_spirals(n_dense, float(stop), float(a), float(b))
 
     start = rng.integers(n_total, n_dense - n_total - n_extrapolate, size=n_spirals)
     counter_clockwise = rng.random(n_spirals) > 0.5
     window = start[:, None] + np.arange(n_total + n_extrapolate)  # (n_spirals, length)
     path = np.where(counter_clockwise[:, None, None], counter[window], clockwise[window])
-    times = t[window] - t[start][:, None]
+    # Offsets as k * dt, not t[window] - t[start]: the difference of two grid values rounds
+    # differently per start, so the same offset would differ between spirals in the last bits
+    # and a batch's union of timestamps would grow ~6-fold for nothing.
+    dt = float(stop) / (n_dense - 1)
+    times = np.broadcast_to(np.arange(n_total + n_extrapolate) * dt, window.shape)
 
     # A random permutation per row, cut to n_observed and sorted: irregular, no repeats.
     keep = np.sort(np.argsort(rng.random((n_spirals, n_total)), axis=1)[:, :n_observed], axis=1)

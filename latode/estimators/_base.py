@@ -24,7 +24,14 @@ from sklearn.utils import check_random_state
 from latode._numerics import ADAPTIVE_METHODS, FIXED_STEP_METHODS, SolverOptions
 from latode._params import InstanceOf, Interval, Options, validate_params
 from latode.exceptions import InvalidCheckpointError, NotFittedError
-from latode.training import EarlyStopping, ProgressBar, Trainer, atomic_save, safe_load
+from latode.training import (
+    EarlyStopping,
+    ProgressBar,
+    Trainer,
+    atomic_save,
+    distributed,
+    safe_load,
+)
 
 __all__ = ["TorchEstimator", "COMMON_CONSTRAINTS", "resolve_device", "seed_from"]
 
@@ -73,12 +80,30 @@ def resolve_device(device: str | torch.device) -> torch.device:
             f"device={device!r} was requested but CUDA is not available on this machine. "
             "Use device='cpu' or device='auto'."
         )
-    return resolved
+    # Under torchrun, "cuda" is this process's GPU (LOCAL_RANK), not every rank's GPU 0.
+    return distributed.local_device(resolved)
 
 
 def seed_from(random_state: int | None) -> int:
-    """An integer seed from ``random_state`` (``None`` draws a fresh one)."""
-    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+    """An integer seed from ``random_state`` (``None`` draws a fresh one).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming ``random_state`` when it is neither None, an int in [0, 2**32 - 1] nor a
+        ``numpy.random.RandomState``.
+    """
+    if isinstance(random_state, (bool, np.bool_)) or not (
+            random_state is None or isinstance(random_state, (int, np.integer,
+                                                              np.random.RandomState))):
+        raise TypeError(f"random_state must be None or an int in [0, 2**32 - 1]; got "
+                        f"{random_state!r} of type {type(random_state).__name__}.")
+    try:
+        rng = check_random_state(random_state)
+    except ValueError as error:
+        raise ValueError(f"random_state must be None or an int in [0, 2**32 - 1]; got "
+                         f"{random_state!r}.") from error
+    return int(rng.randint(0, 2**31 - 1))
 
 
 def to_plain(value: Any) -> Any:
@@ -166,8 +191,15 @@ class TorchEstimator(BaseEstimator):
             monitor="val_loss" if validate is not None else "train_loss",
             patience=self.patience,
         )
-        callbacks = [early, ProgressBar(self.max_epochs, type(self).__name__, self.verbose)]
-        if tracking:
+        # Under torchrun: shard batches, sum gradients, agree on losses (see
+        # latode.training.distributed); in one process everything passes through unchanged.
+        batch_loss, batches, validate, averaging, rank_callbacks = distributed.prepare(
+            module, batch_loss, batches, validate, seed, f"{type(self).__name__}.fit")
+        distributed_average = distributed_average or averaging
+        main = distributed.is_main()
+        callbacks = [early, ProgressBar(self.max_epochs, type(self).__name__,
+                                        self.verbose if main else 0), *rank_callbacks]
+        if tracking and main:
             from latode.tracking import TrackingCallback
 
             tracker = TrackingCallback(self, tracking, data_summary or {})
@@ -178,18 +210,29 @@ class TorchEstimator(BaseEstimator):
             module, batch_loss, batches, validate=validate, max_epochs=self.max_epochs,
             learning_rate=float(self.learning_rate), weight_decay=float(self.weight_decay),
             grad_clip=None if self.grad_clip is None else float(self.grad_clip),
+            # Estimators that declare no schedule train at a constant rate.
+            lr_decay=float(getattr(self, "lr_decay", 1.0)),
+            min_learning_rate=float(getattr(self, "min_learning_rate", 0.0)),
             callbacks=callbacks, checkpoint_dir=checkpoint_dir,
             checkpoint_tag=self._checkpoint_tag(data_summary), seed=seed,
             distributed_average=distributed_average,
         )
+        self._trainer = trainer  # read by _optimisation_step while fit runs
         try:
             history = trainer.fit()
         finally:
+            del self._trainer
             self.history_ = list(trainer.history)
             self.n_epochs_ = len(trainer.history)
             self.best_epoch_ = early.best_epoch
             self.bad_steps_ = trainer.total_bad_steps
         return history
+
+    def _optimisation_step(self) -> int:
+        """Optimisation steps the running fit has taken (0 outside ``fit``): the clock of
+        schedules inside a loss, such as a KL warm-up; restored when a fit resumes."""
+        trainer = self.__dict__.get("_trainer")
+        return 0 if trainer is None else int(trainer.global_step)
 
     def _checkpoint_tag(self, data_summary: dict[str, Any] | None) -> dict[str, Any]:
         params = {k: repr(v) for k, v in sorted(self.get_params(deep=False).items())

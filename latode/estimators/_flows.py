@@ -8,15 +8,14 @@ Inputs are standardised, x -> u = (x - mean) / scale, and the log-determinant of
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import DensityMixin
-from sklearn.utils.validation import validate_data
 
 from latode.estimators._base import TorchEstimator, resolve_device, seed_from
+from latode.estimators._inputs import check_positive_int, check_rows
 
 __all__ = ["FlowDensityEstimator"]
 
@@ -69,10 +68,21 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
         self
         """
         self._validate_params()
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        X = check_rows(self, X, reset=True, dtype=[np.float64, np.float32], method="fit")
         n_samples, n_features = X.shape
-        self.mean_ = X.mean(axis=0).astype(np.float64)
-        scale = X.std(axis=0).astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.mean_ = X.mean(axis=0, dtype=np.float64)
+            scale = X.std(axis=0, dtype=np.float64)
+        overflowing = ~(np.isfinite(self.mean_) & np.isfinite(scale))
+        if overflowing.any():
+            # Finite values whose square overflows would otherwise give inf scales and
+            # NaN or -inf densities without a word.
+            raise ValueError(
+                f"Invalid X for {type(self).__name__}.fit: column "
+                f"{int(np.flatnonzero(overflowing)[0])} has values too large to standardise "
+                "(its variance overflows float64); rescale X, e.g. divide it by its largest "
+                "absolute value."
+            )
         # Constant columns keep scale 1 (as StandardScaler does) instead of dividing by zero.
         self.scale_ = np.where(scale > 0, scale, 1.0)
         self._prepare_fit(n_features)
@@ -118,7 +128,8 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
         ndarray of shape (n_samples,)
         """
         self._check_fitted()
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = check_rows(self, X, reset=False, dtype=[np.float64, np.float32],
+                       method="score_samples")
         u = self._standardise(X, next(self.module_.parameters()).device)
         log_prob = self._chunked_log_prob(self.module_, u).cpu().double().numpy()
         return log_prob - float(np.log(self.scale_).sum())
@@ -153,11 +164,9 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
             In the units of the training data.
         """
         self._check_fitted()
-        if not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool) \
-                or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive int; got {n_samples!r}.")
+        n_samples = check_positive_int(n_samples, "n_samples")
         generator = torch.Generator().manual_seed(seed_from(random_state))
-        z = torch.randn(int(n_samples), self.n_features_in_, generator=generator)
+        z = torch.randn(n_samples, self.n_features_in_, generator=generator)
         device = next(self.module_.parameters()).device
         with torch.no_grad():
             parts = [self._inverse(self.module_, chunk.to(device)).cpu()

@@ -17,14 +17,14 @@ training asks for what a forecast asks for: the future from a prefix (Rubanova e
 "extrap" mode). A ``(low, high)`` fraction is drawn anew per series and batch, so the model
 learns to read contexts of many lengths.
 
-Everything else — validation of frames, splitting, batching, training, forecasts with
-quantiles, samples, scores, persistence — lives here once.
+Everything else — validation of frames, splitting, batching, training, scores,
+persistence — lives here once; forecasts with quantiles and samples come from
+:class:`~latode.estimators._forecast_output.ForecastOutputMixin`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -33,9 +33,16 @@ import torch
 
 from latode._params import InstanceOf, Interval, Options, Predicate
 from latode.data import IrregularFrameConverter, PackedSeries, UnionBatch
-from latode.data.packing import solver_grid
-from latode.data.targets import forecast_targets
 from latode.estimators._base import COMMON_CONSTRAINTS, TorchEstimator, resolve_device, seed_from
+from latode.estimators._forecast_output import (
+    _FORECAST_REMEDY,
+    ForecastOutputMixin,
+    level_columns,
+    quantile_column,
+)
+from latode.estimators._inputs import check_positive_int
+from latode.exceptions import SolverError
+from latode.training import distributed
 
 __all__ = ["BaseForecaster", "quantile_column", "level_columns"]
 
@@ -63,40 +70,7 @@ FORECASTER_CONSTRAINTS = {
 }
 
 
-def quantile_column(target: str, q: float) -> str:
-    """Name of the column of quantile ``q`` of ``target``: ``"y_q0.1"``.
-
-    Examples
-    --------
-    >>> quantile_column("hr", 0.9)
-    'hr_q0.9'
-    """
-    return f"{target}_q{q:g}"
-
-
-def level_columns(target: str, level: float) -> tuple[str, str]:
-    """Names of the bounds of a central ``level``% interval, as the Nixtla libraries write
-    them: ``("y-lo-80", "y-hi-80")``."""
-    return f"{target}-lo-{level:g}", f"{target}-hi-{level:g}"
-
-
-def _check_quantiles(quantiles: object, level: object) -> tuple[list[float], list[float]]:
-    qs = [] if quantiles is None else list(np.atleast_1d(quantiles))
-    levels = [] if level is None else list(np.atleast_1d(level))
-    for q in qs:
-        if isinstance(q, bool) or not isinstance(q, (int, float, np.number)):
-            raise TypeError(f"quantiles must be numbers in (0, 1); got {q!r}.")
-        if not 0 < float(q) < 1:
-            raise ValueError(f"quantiles must lie in (0, 1) (exclusive); got {q!r}.")
-    for lv in levels:
-        if isinstance(lv, bool) or not isinstance(lv, (int, float, np.number)):
-            raise TypeError(f"level must be numbers in (0, 100); got {lv!r}.")
-        if not 0 < float(lv) < 100:
-            raise ValueError(f"level must lie in (0, 100), e.g. level=[80, 95]; got {lv!r}.")
-    return [float(q) for q in qs], [float(lv) for lv in levels]
-
-
-class BaseForecaster(TorchEstimator):
+class BaseForecaster(ForecastOutputMixin, TorchEstimator):
     """Shared implementation of latode's forecasters (see the module docstring)."""
 
     _parameter_constraints = FORECASTER_CONSTRAINTS
@@ -115,13 +89,29 @@ class BaseForecaster(TorchEstimator):
                           n_samples: int, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover
 
+    def _converter_options(self) -> dict[str, Any]:
+        """Extra :class:`IrregularFrameConverter` arguments of this forecaster."""
+        return {}
+
     def _read_mask(self, batch: UnionBatch) -> torch.Tensor:
         """The entries the model may read while training and validating: every observed one
         (``objective="reconstruct"``), or those in the first ``context_fraction`` of each
         series' own observed span (``"extrapolate"``); shape (batch, grid, channels)."""
+        return batch.mask * self._read_rows(batch).unsqueeze(-1)
+
+    @staticmethod
+    def _n_scored(batch: UnionBatch) -> torch.Tensor:
+        """Observed values (and events, for a point process) a batch's likelihood covers."""
+        count = batch.mask.sum()
+        return count if batch.events is None else count + batch.events.sum()
+
+    def _read_rows(self, batch: UnionBatch) -> torch.Tensor:
+        """Grid times the model may read, shape (batch, grid): see :meth:`_read_mask`."""
         if self.objective == "reconstruct":
-            return batch.mask
+            return torch.ones_like(batch.present)
         seen = batch.mask.sum(-1) > 0  # (batch, grid)
+        if batch.events is not None:
+            seen = seen | (batch.events > 0)
         times = batch.times.expand_as(seen)
         inf = torch.tensor(float("inf"), dtype=times.dtype, device=times.device)
         first = torch.where(seen, times, inf).amin(-1, keepdim=True)
@@ -133,12 +123,11 @@ class BaseForecaster(TorchEstimator):
             fraction = low + (high - low) * torch.rand(first.shape, dtype=times.dtype,
                                                        device=times.device)
         cutoff = first + fraction * (last - first)
-        return batch.mask * (times <= cutoff).unsqueeze(-1).to(batch.mask)
+        return (times <= cutoff).to(batch.mask)
 
     def _batch_loss(self, module, batch: UnionBatch):
         bound = self._series_log_likelihood(module, batch, 1, None)
-        n_obs = batch.mask.sum().clamp(min=1.0)
-        return -bound.sum() / n_obs
+        return -bound.sum() / self._n_scored(batch).clamp(min=1.0)
 
     # ------------------------------------------------------------------ fit
     def fit(self, df: pd.DataFrame, y: None = None, *, checkpoint_dir: str | None = None,
@@ -167,7 +156,8 @@ class BaseForecaster(TorchEstimator):
         target_cols = None if self.target_cols is None else (
             (self.target_cols,) if isinstance(self.target_cols, str) else tuple(self.target_cols))
         converter = IrregularFrameConverter(self.id_col, self.time_col, target_cols,
-                                            self.time_scale, self.standardize)
+                                            self.time_scale, self.standardize,
+                                            **self._converter_options())
         packed = converter.fit_pack(df)
         seed = seed_from(self.random_state)
         train_idx, val_idx = self._split(packed.n_series, seed)
@@ -188,17 +178,41 @@ class BaseForecaster(TorchEstimator):
     def _fit_module(self, module, packed, train_idx, val_idx, seed, device, checkpoint_dir,
                     tracking, summary) -> None:
         batch_size = int(self.batch_size)
+        # Under torchrun each rank builds only its shard of every global batch, on the union
+        # grid of its own series (see latode.training.distributed); in one process
+        # ``distributed`` is the identity and the batches are the whole global batches.
+        parallel = distributed.init_from_env(device)
+        if parallel:
+            # Ranks that drew their own seeds (random_state=None) take rank 0's, so all of
+            # them hold out the same series and shuffle alike.
+            seed = distributed.agree_seed(seed)
+            train_idx, val_idx = self._split(packed.n_series, seed)
 
         def batches(generator: torch.Generator):
             order = train_idx[torch.randperm(len(train_idx), generator=generator).numpy()]
-            return packed.union_batches(order, batch_size, device=device)
+            if not parallel:
+                return packed.union_batches(order, batch_size, device=device)
+            return distributed.shard_batches(
+                order, batch_size, lambda s: packed.union_batch(s, device=device),
+                lambda batch: float(self._n_scored(batch)))
 
         validate = None
         if len(val_idx):
-            val_batches = list(packed.union_batches(val_idx, batch_size, device=device))
+            own_val = distributed.own_part(val_idx)
 
             def validate(module):
-                total, count = self._log_likelihood_sum(module, val_batches, 1, None)
+                # Built anew each epoch, one batch at a time: memory stays one batch, not
+                # the whole validation set, however many series there are.
+                try:
+                    total, count = self._log_likelihood_sum(
+                        module, packed.union_batches(own_val, batch_size, device=device),
+                        1, None)
+                except SolverError:
+                    if not parallel:
+                        raise
+                    # Every rank must reach the sum below; a failed solve scores inf.
+                    total, count = -math.inf, 1.0
+                total, count = distributed.all_reduce_sum([total, count])
                 return -total / max(count, 1.0)
 
         self._train(module, self._batch_loss, batches, validate=validate, seed=seed,
@@ -212,7 +226,7 @@ class BaseForecaster(TorchEstimator):
         for batch in batches:
             total += float(self._series_log_likelihood(module, batch, n_samples,
                                                        generator).sum())
-            count += float(batch.mask.sum())
+            count += float(self._n_scored(batch))
         return total, count
 
     def _split(self, n_series: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -230,134 +244,17 @@ class BaseForecaster(TorchEstimator):
         return {
             "n_series": int(packed.n_series), "n_rows": int(len(packed.keys)),
             "n_observations": int(observed.sum()), "channels": ",".join(converter.channels),
-            "missing_fraction": float(1.0 - observed.mean()),
+            "missing_fraction": float(1.0 - observed.mean()) if observed.size else 0.0,
             "time_start": str(span.iloc[0]), "time_end": str(span.iloc[1]),
         }
-
-    # ------------------------------------------------------------- forecasting
-    def _forecast_draws(self, context_df, timestamps, horizon, freq, n_samples, random_state,
-                        noisy: bool):
-        """Targets and draws at them in the user's units: (PackedSeries, means, draws) with
-        means and draws of shape (samples, rows, channels)."""
-        self._check_fitted()
-        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
-                or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
-        conv = self.converter_
-        context = conv.pack(context_df, argument="context_df")
-        targets = forecast_targets(conv, context, timestamps=timestamps, horizon=horizon,
-                                   freq=freq)
-        position = pd.Index(context.ids).get_indexer(targets.ids)
-        generator = torch.Generator().manual_seed(seed_from(random_state))
-        device = next(self.module_.parameters()).device
-        n_rows = len(targets.keys)
-        means = np.empty((n_samples, n_rows, targets.n_channels))
-        draws = np.empty_like(means)
-        std = self.module_.observation_log_std().detach().exp().cpu().numpy()
-        step = int(self.batch_size)
-        self.module_.eval()
-        for start in range(0, targets.n_series, step):
-            chunk = np.arange(start, min(start + step, targets.n_series))
-            batch = context.union_batch(position[chunk], device=device)
-            rows = targets.rows_of(chunk)
-            grid_times, _, column = solver_grid(targets.times[rows], torch.float32)
-            grid = torch.as_tensor(grid_times, dtype=torch.float32, device=device)
-            with torch.no_grad():
-                mean = self._predictive_means(self.module_, batch, grid, n_samples, generator)
-            mean = mean.cpu().numpy()
-            which = np.repeat(np.arange(len(chunk)), targets.lengths[chunk])
-            chunk_means = mean[:, which, column]
-            means[:, rows] = chunk_means
-            if noisy:
-                noise = torch.randn(chunk_means.shape, generator=generator).numpy()
-                draws[:, rows] = chunk_means + noise * std
-        scaler = conv.scaler_
-        means = scaler.inverse_transform(means)
-        draws = scaler.inverse_transform(draws) if noisy else means
-        return targets, means, draws
-
-    def predict(self, context_df: pd.DataFrame, timestamps: object = None, *,
-                horizon: object = None, freq: object = None,
-                quantiles: Sequence[float] | None = (0.1, 0.5, 0.9),
-                level: Sequence[float] | None = None, n_samples: int = 100,
-                random_state: int | None = 0) -> pd.DataFrame:
-        """Forecast (or interpolate) each series at any timestamps.
-
-        Parameters
-        ----------
-        context_df : DataFrame
-            The observed context of each series (the fitted columns; any length and times).
-        timestamps : DataFrame or sequence of times, optional
-            A frame of (id, time) rows to forecast, or times applied to every series of the
-            context. Times may lie before, between or after the observations.
-        horizon : duration, number or sequence of them, optional
-            Instead of ``timestamps``: offsets from each series' last observation (a sequence),
-            or the end of a regular grid spaced by ``freq``.
-        freq : duration or number, optional
-            Spacing of the ``horizon`` grid; ``None`` (the default) is continuous time.
-        quantiles : sequence of float in (0, 1), optional
-            Quantiles of the predictive distribution, in columns ``<target>_q<q>``.
-        level : sequence of float in (0, 100), optional
-            Central intervals, in columns ``<target>-lo-<level>`` / ``<target>-hi-<level>``.
-        n_samples : int
-            Posterior draws behind the mean and quantiles.
-        random_state : int or None
-            Seed of those draws (the default 0 makes ``predict`` repeatable).
-
-        Returns
-        -------
-        DataFrame
-            ``id_col``, ``time_col`` in the user's types, the mean of each target (column
-            named as the target) and the quantile / interval columns.
-        """
-        qs, levels = _check_quantiles(quantiles, level)
-        targets, means, draws = self._forecast_draws(context_df, timestamps, horizon, freq,
-                                                     n_samples, random_state, noisy=True)
-        conv = self.converter_
-        columns: dict[str, np.ndarray] = {}
-        for c, name in enumerate(conv.channels):
-            columns[name] = means[:, :, c].mean(0)
-            for q in qs:
-                columns[quantile_column(name, q)] = np.quantile(draws[:, :, c], q, axis=0)
-            for lv in levels:
-                lo, hi = level_columns(name, lv)
-                columns[lo] = np.quantile(draws[:, :, c], 0.5 - lv / 200, axis=0)
-                columns[hi] = np.quantile(draws[:, :, c], 0.5 + lv / 200, axis=0)
-        return conv.to_frame(targets.ids[targets.series_of_row], targets.keys, columns)
-
-    def sample(self, context_df: pd.DataFrame, timestamps: object = None, *,
-               horizon: object = None, freq: object = None, n_samples: int = 100,
-               random_state: int | None = None, noise: bool = True) -> pd.DataFrame:
-        """Draw trajectories at the requested times (arguments as in :meth:`predict`).
-
-        Parameters
-        ----------
-        noise : bool
-            Add the learned observation noise (draws of observations) or not (draws of the
-            underlying mean trajectory).
-
-        Returns
-        -------
-        DataFrame
-            ``sample_id``, ``id_col``, ``time_col`` and one column per target.
-        """
-        targets, means, draws = self._forecast_draws(context_df, timestamps, horizon, freq,
-                                                     n_samples, random_state, noisy=noise)
-        conv = self.converter_
-        ids = targets.ids[targets.series_of_row]
-        frames = []
-        for s in range(n_samples):
-            frame = conv.to_frame(ids, targets.keys,
-                                  {c: draws[s, :, i] for i, c in enumerate(conv.channels)})
-            frame.insert(0, "sample_id", s)
-            frames.append(frame)
-        return pd.concat(frames, ignore_index=True)
 
     def score(self, df: pd.DataFrame, y: None = None, *, n_samples: int = 16,
               random_state: int | None = 0) -> float:
         """Mean log-likelihood per observed value, in nats, in the user's units (higher is
         better). For the latent ODE it is the importance-weighted bound with ``n_samples``."""
         self._check_fitted()
+        n_samples = check_positive_int(n_samples, "n_samples")
+        self._solve_with_current_parameters()
         packed = self.converter_.pack(df, argument="df")
         generator = torch.Generator().manual_seed(seed_from(random_state))
         device = next(self.module_.parameters()).device
@@ -365,10 +262,17 @@ class BaseForecaster(TorchEstimator):
                                        device=device)
         with torch.no_grad():
             total, count = self._log_likelihood_sum(self.module_, batches, n_samples, generator)
-        # Densities of standardised values -> densities in the user's units.
+        # Densities of standardised values -> densities in the user's units; event-time
+        # densities from model time to the unit of event_rate_unit().
         observed = ~np.isnan(packed.values)
         jacobian = float((observed * np.log(self.converter_.scaler_.std)).sum())
-        return (total - jacobian) / max(count, 1.0)
+        if packed.events is not None:
+            jacobian -= float(packed.events.sum()) * math.log(self._model_time_per_unit())
+        result = (total - jacobian) / max(count, 1.0)
+        if not math.isfinite(result):
+            raise SolverError(f"The score is not finite ({result}): the model's state "
+                              f"diverged on df. {_FORECAST_REMEDY}")
+        return result
 
     # ------------------------------------------------------------- persistence
     def _fitted_state(self) -> dict:

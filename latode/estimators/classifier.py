@@ -16,24 +16,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import ClassifierMixin
+from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
-from sklearn.utils.multiclass import check_classification_targets
 
 from latode._numerics import count_nfe, reset_nfe
 from latode._params import InstanceOf, Interval, Options, Predicate
 from latode.estimators._base import COMMON_CONSTRAINTS, TorchEstimator, resolve_device, seed_from
+from latode.estimators._inputs import check_class_labels, check_rows
 from latode.nn.odenet import (
     auto_downsample,
     build_classifier_net,
     downsampled_size,
     n_parameters,
 )
-
-try:
-    from sklearn.utils.validation import validate_data
-except ImportError:  # pragma: no cover - scikit-learn < 1.6
-    def validate_data(estimator, *args, **kwargs):
-        return estimator._validate_data(*args, **kwargs)
 
 __all__ = ["ODENetClassifier", "ResNetClassifier"]
 
@@ -97,8 +92,8 @@ class _NetClassifier(ClassifierMixin, TorchEstimator):
         """
         self._validate_params()
         device = resolve_device(self.device)
-        X, y = validate_data(self, X, y, dtype=np.float32)
-        check_classification_targets(y)
+        X = check_rows(self, X, reset=True, dtype=np.float32, method="fit")
+        y = check_class_labels(self, y, X.shape[0], method="fit")
         classes, y_encoded = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in "
@@ -212,9 +207,9 @@ class _NetClassifier(ClassifierMixin, TorchEstimator):
     def _prepare_module(self, module: torch.nn.Module) -> None:
         """Hook run before prediction (the ODE-Net installs the current solver settings)."""
 
-    def _logits(self, X) -> torch.Tensor:
+    def _logits(self, X, method: str) -> torch.Tensor:
         self._check_fitted()
-        X = validate_data(self, X, reset=False, dtype=np.float32)
+        X = check_rows(self, X, reset=False, dtype=np.float32, method=method)
         module = self.module_
         self._prepare_module(module)
         device = next(module.parameters()).device
@@ -242,7 +237,7 @@ class _NetClassifier(ClassifierMixin, TorchEstimator):
         ndarray of shape (n_samples, n_classes)
             Columns in the order of ``classes_``; rows sum to 1.
         """
-        logits = self._logits(X).double()
+        logits = self._logits(X, "predict_proba").double()
         return torch.softmax(logits, dim=1).cpu().numpy()
 
     def predict(self, X) -> np.ndarray:
@@ -257,8 +252,25 @@ class _NetClassifier(ClassifierMixin, TorchEstimator):
         ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        self._check_fitted()
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        logits = self._logits(X, "predict")  # checks fitted-ness before classes_ is read
+        return self.classes_[np.argmax(logits.cpu().numpy(), axis=1)]
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean accuracy of :meth:`predict` on ``X`` against the labels ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,) or None
+
+        Returns
+        -------
+        float
+        """
+        predicted = self.predict(X)
+        labels = check_class_labels(self, y, len(predicted), method="score")
+        return float(accuracy_score(labels, predicted, sample_weight=sample_weight))
 
     # ----------------------------------------------------------- persistence
     def _fitted_state(self) -> dict:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import torch
 
 from latode._params import InstanceOf, Interval, Options
+from latode.estimators._events import PointProcessMixin
 from latode.estimators._forecaster import FORECASTER_CONSTRAINTS, BaseForecaster
 from latode.nn.latent_ode import LatentODE
+from latode.nn.point_process import initialise_rate
 
 __all__ = ["LatentODEForecaster"]
 
 
-class LatentODEForecaster(BaseForecaster):
+class LatentODEForecaster(PointProcessMixin, BaseForecaster):
     """Forecast irregularly sampled series with a latent ODE.
 
     An encoder (``"rnn"``: GRU with time gaps; ``"ode-rnn"``: hidden state following an ODE
@@ -41,6 +43,17 @@ class LatentODEForecaster(BaseForecaster):
         The prefix read with ``objective="extrapolate"`` (unused otherwise); a pair
         ``(low, high)`` with ``0 < low <= high <= 1`` draws the fraction uniformly per series
         and batch, so the encoder learns to read contexts of many lengths.
+    point_process : bool, default=False
+        Also model *when* events happen: the latent state drives an intensity λ(t) > 0 and
+        the bound adds the inhomogeneous Poisson log-likelihood of the event times,
+        ``sum_i log λ(t_i) - ∫ λ dt`` over each series' observed span, with the integral
+        solved alongside z(t) (Chen et al. 2018 §5.1; Rubanova et al. 2019). The encoder
+        reads the event times too. Adds :meth:`predict_intensity`, :meth:`sample_events`
+        and :meth:`score_components`; the frame may then have no value column at all.
+    event_col : str or None, default=None
+        With ``point_process``: a boolean column (or non-negative integer counts) marking
+        the rows that are events, so rows can be observations without being events, and
+        events can come without values. ``None``: every row is an event.
     solver, rtol, atol, adjoint, step_size, max_num_steps
         The latent ODE solve (torchdiffeq); ``adjoint=True`` keeps memory constant in the
         number of solver steps.
@@ -48,6 +61,15 @@ class LatentODEForecaster(BaseForecaster):
     validation_fraction
         Training: Adam on batches of ``batch_size`` series, early stopping on the held-out
         ``validation_fraction`` of series with ``patience`` epochs; the best weights are kept.
+    lr_decay : float in (0, 1], default=1.0
+        Learning-rate factor per optimisation step (Rubanova et al. 2019 use 0.999); 1.0
+        keeps the rate constant.
+    min_learning_rate : float, default=0.0
+        Floor of that decay (Rubanova et al.: ``learning_rate / 10``).
+    kl_warmup : int, default=0
+        Optimisation steps over which the weight of the KL term in the training loss rises
+        linearly to 1 (0: no warm-up). Early on the decoder then learns to use z0 before the
+        prior pulls the posterior in; validation and ``score`` always use the full bound.
     id_col, time_col : str, default="unique_id", "ds"
     target_cols : str, list of str or None
         Value channels; ``None`` takes every numeric column besides id and time.
@@ -91,13 +113,19 @@ class LatentODEForecaster(BaseForecaster):
         "encoder_hidden": [Interval(int, 1, None)],
         "encoder_solver": [Options(("euler", "midpoint", "rk4", "dopri5"))],
         "n_iwae_samples": [Interval(int, 1, None)],
+        "point_process": [InstanceOf(bool)],
+        "event_col": [InstanceOf(type(None), str)],
+        "lr_decay": [Interval(float, 0, 1, closed="right")],
+        "min_learning_rate": [Interval(float, 0, None)],
+        "kl_warmup": [Interval(int, 0, None)],
     }
 
     def __init__(self, latent_dim=8, hidden=(64, 64), encoder="ode-rnn", encoder_hidden=32,
                  encoder_solver="euler", n_iwae_samples=1, *, objective="reconstruct",
-                 context_fraction=0.5, solver="dopri5", rtol=1e-3, atol=1e-4, adjoint=False,
+                 context_fraction=0.5, point_process=False, event_col=None, solver="dopri5", rtol=1e-3, atol=1e-4, adjoint=False,
                  step_size=None, max_num_steps=2000, max_epochs=100, batch_size=50,
-                 learning_rate=1e-2, weight_decay=0.0, grad_clip=1.0, patience=10,
+                 learning_rate=1e-2, lr_decay=1.0, min_learning_rate=0.0, kl_warmup=0,
+                 weight_decay=0.0, grad_clip=1.0, patience=10,
                  validation_fraction=0.2, id_col="unique_id", time_col="ds",
                  target_cols=None, time_scale=None, standardize=True, random_state=None,
                  device="cpu", verbose=1):
@@ -109,6 +137,8 @@ class LatentODEForecaster(BaseForecaster):
         self.n_iwae_samples = n_iwae_samples
         self.objective = objective
         self.context_fraction = context_fraction
+        self.point_process = point_process
+        self.event_col = event_col
         self.solver = solver
         self.rtol = rtol
         self.atol = atol
@@ -118,6 +148,9 @@ class LatentODEForecaster(BaseForecaster):
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
+        self.min_learning_rate = min_learning_rate
+        self.kl_warmup = kl_warmup
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
         self.patience = patience
@@ -138,30 +171,59 @@ class LatentODEForecaster(BaseForecaster):
             solver=self._solver_options(),
             encoder_solver=self._solver_options(method=self.encoder_solver, adjoint=False,
                                                 step_size=None),
+            point_process=bool(self.point_process),
         )
+
+    def _fit_module(self, module, packed, *args, **kwargs):
+        if self.point_process:
+            initialise_rate(module.intensity, packed)
+        super()._fit_module(module, packed, *args, **kwargs)
+
+    def _converter_options(self):
+        if self.event_col is not None and not self.point_process:
+            raise ValueError("event_col is only read with point_process=True; set "
+                             "point_process=True or leave event_col=None.")
+        return {"point_process": bool(self.point_process), "event_col": self.event_col}
+
+    def _bound(self, module, batch, n_samples: int, iwae: bool, full_read: bool,
+               kl_weight: float = 1.0):
+        """The (IWAE) bound per series and diagnostics; ``full_read`` reads every entry."""
+        rows = None if full_read else self._read_rows(batch)
+        return module.elbo(
+            batch.times, batch.values, batch.mask,
+            enc_mask=None if rows is None else batch.mask * rows.unsqueeze(-1),
+            n_samples=n_samples, iwae=iwae, events=batch.events, window=batch.present,
+            enc_events=None if rows is None or batch.events is None else batch.events * rows,
+            kl_weight=kl_weight)
+
+    def _kl_weight(self) -> float:
+        """Weight of the KL term at the current optimisation step: a linear warm-up from
+        1 / kl_warmup to 1 over the first ``kl_warmup`` steps (1.0 without warm-up). The step
+        comes from the trainer and is checkpointed, so a resumed fit continues the ramp."""
+        warmup = int(self.kl_warmup)
+        if warmup == 0:
+            return 1.0
+        return min(1.0, (self._optimisation_step() + 1) / warmup)
 
     def _series_log_likelihood(self, module, batch, n_samples, generator):
         if generator is not None:
             # Draw z0 noise from the caller's generator so scores are repeatable.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-                bound, _ = module.elbo(batch.times, batch.values, batch.mask,
-                                       n_samples=n_samples, iwae=True)
+                bound, _ = self._bound(module, batch, n_samples, True, full_read=True)
             return bound
         k = int(self.n_iwae_samples)
-        bound, _ = module.elbo(batch.times, batch.values, batch.mask,
-                               enc_mask=self._read_mask(batch), n_samples=k, iwae=k > 1)
+        bound, _ = self._bound(module, batch, k, k > 1, full_read=False)
         return bound
 
     def _batch_loss(self, module, batch):
         k = int(self.n_iwae_samples)
-        bound, info = module.elbo(batch.times, batch.values, batch.mask,
-                                  enc_mask=self._read_mask(batch), n_samples=k, iwae=k > 1)
-        n_obs = batch.mask.sum().clamp(min=1.0)
-        return -bound.sum() / n_obs, {"kl": info["kl"]}
+        weight = self._kl_weight()
+        bound, info = self._bound(module, batch, k, k > 1, full_read=False, kl_weight=weight)
+        info.pop("log_lik")
+        info["kl_weight"] = weight
+        return -bound.sum() / self._n_scored(batch).clamp(min=1.0), info
 
     def _predictive_means(self, module, batch, target_times, n_samples, generator):
-        mu, logvar = module.posterior(batch.times, batch.values, batch.mask)
-        eps = torch.randn((n_samples,) + tuple(mu.shape), generator=generator).to(mu)
-        z0 = mu + eps * torch.exp(0.5 * logvar)
+        z0 = self._posterior_draws(module, batch, n_samples, generator)
         return module.decode(z0, batch.times[0], target_times)

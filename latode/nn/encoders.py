@@ -4,7 +4,9 @@ Both encoders take a union-grid batch — ``times`` (grid,), ``values`` and ``ma
 (batch, grid, channels) — and return the mean and log-variance of z0 at ``times[0]``. Values
 enter only through ``values * mask`` together with the mask itself, and a series' hidden state
 is updated only at grid points where it has an observation, so unobserved entries change
-nothing (Rubanova et al. 2019, section 3).
+nothing (Rubanova et al. 2019, section 3). In particular grid times after a series' last read
+observation (other series' times, or a future hidden from the encoder in training) leave its
+encoding unchanged, so a prefix read in training looks exactly like a context at prediction.
 """
 
 from __future__ import annotations
@@ -61,15 +63,21 @@ class GRUDeltaTEncoder(_BackwardEncoder):
     def forward(self, times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor):
         batch = values.shape[0]
         h = values.new_zeros(batch, self.hidden_dim)
-        # Gap from each series' previously read (later) observation; the first is measured
-        # from the end of the grid.
-        last_seen = times[-1].expand(batch, 1).clone()
+        # Gap from each series' previously read (later) observation; 0 for its last one, so
+        # nothing depends on how far the grid runs past it.
+        last_seen = torch.full((batch, 1), float("inf"), dtype=times.dtype,
+                               device=times.device)
         for i in range(len(times) - 1, -1, -1):
             m = mask[:, i]
-            gap = last_seen - times[i]
+            gap = torch.where(torch.isinf(last_seen), 0.0, last_seen - times[i])
             h = self._update(h, values[:, i], m, gap)
             observed = m.sum(-1, keepdim=True) > 0
             last_seen = torch.where(observed, times[i].expand_as(last_seen), last_seen)
+        # z0 lives at times[0]: one last update, without a value, reads the gap from the
+        # earliest observation back to it (series in a batch start at different times).
+        lead = torch.where(torch.isinf(last_seen), 0.0, last_seen - times[0])
+        nothing = values.new_zeros(batch, 2 * values.shape[-1])
+        h = self.cell(torch.cat([nothing, lead.to(h)], dim=-1), h)
         return self._posterior(h)
 
 
@@ -97,14 +105,18 @@ class ODERNNEncoder(_BackwardEncoder):
         # step_size (h + dt f(t, h)); taking it here skips odeint's per-call set-up, which
         # costs more than the step itself on CPU and dominates long union grids.
         one_euler_step = self.solver.method == "euler" and self.solver.step_size is None
+        # A series' state starts moving at its last observation, not at the end of the grid.
+        started = values.new_zeros(batch, 1)
         for i in range(len(times) - 1, -1, -1):
             if i < len(times) - 1:
                 if one_euler_step:
-                    h = h + (times[i] - times[i + 1]) * self.dynamics(times[i + 1], h)
+                    moved = h + (times[i] - times[i + 1]) * self.dynamics(times[i + 1], h)
                 else:
                     span = torch.stack([times[i + 1], times[i]])
-                    h = odeint_checked(self.dynamics, h, span, self.solver)[-1]
+                    moved = odeint_checked(self.dynamics, h, span, self.solver)[-1]
+                h = started * moved + (1 - started) * h
             h = self._update(h, values[:, i], mask[:, i])
+            started = torch.maximum(started, (mask[:, i].sum(-1, keepdim=True) > 0).to(h))
         return self._posterior(h)
 
 

@@ -8,6 +8,7 @@ observation noise.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -17,6 +18,11 @@ from latode._numerics import CountedDynamics, SolverOptions, odeint_checked
 from latode.nn.dynamics import MLPDynamics, mlp
 from latode.nn.encoders import build_encoder
 from latode.nn.likelihoods import gaussian_kl_standard, masked_gaussian_log_likelihood
+from latode.nn.point_process import (
+    IntensityAugmentedDynamics,
+    PoissonIntensity,
+    poisson_log_likelihood,
+)
 
 __all__ = ["LatentODE", "solve_from"]
 
@@ -66,24 +72,49 @@ class LatentODE(nn.Module):
         Options of the latent solve.
     encoder_solver : SolverOptions
         Options of the ODE-RNN's hidden solves.
+    point_process : bool
+        Add an event intensity λ(z(t)) and the Poisson log-likelihood of event times
+        (:mod:`latode.nn.point_process`).
     """
 
     def __init__(self, n_channels: int, latent_dim: int = 8, hidden: Sequence[int] = (64, 64),
                  encoder: str = "ode-rnn", encoder_hidden: int = 32,
                  solver: SolverOptions | None = None,
-                 encoder_solver: SolverOptions | None = None):
+                 encoder_solver: SolverOptions | None = None, point_process: bool = False):
         super().__init__()
         self.solver = solver or SolverOptions()
-        self.encoder = build_encoder(encoder, n_channels, encoder_hidden, latent_dim,
-                                     encoder_solver or SolverOptions(method="euler"))
+        self.point_process = point_process
+        # With a point process the encoder also reads when events happened (one more input
+        # channel): their timing is information about z0.
+        self.encoder = build_encoder(encoder, n_channels + int(point_process), encoder_hidden,
+                                     latent_dim, encoder_solver or SolverOptions(method="euler"))
         self.dynamics = CountedDynamics(MLPDynamics(latent_dim, hidden))
-        self.decoder = mlp(latent_dim, (max(hidden[-1] if hidden else 32, 16),), n_channels)
+        width = max(hidden[-1] if hidden else 32, 16)
+        with warnings.catch_warnings():
+            # A pure point process has no value channel: the decoder's last layer is empty.
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            self.decoder = mlp(latent_dim, (width,), n_channels)
         # Learned per-channel observation noise, in standardised units.
         self.log_std = nn.Parameter(torch.full((n_channels,), math.log(0.1)))
+        if point_process:
+            self.intensity = PoissonIntensity(latent_dim, (width,))
+            # Shares the dynamics network: z(t) is the same with or without Λ appended.
+            self.augmented = CountedDynamics(
+                IntensityAugmentedDynamics(self.dynamics.func, self.intensity))
 
-    def posterior(self, times, values, mask) -> tuple[torch.Tensor, torch.Tensor]:
+    def encoder_inputs(self, values, mask, events=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Values and mask the encoder reads: with a point process, an extra channel holds
+        the event count at each grid time (observed where there is an event)."""
+        if not self.point_process:
+            return values, mask
+        if events is None:
+            raise ValueError("This latent ODE models events: pass events= to the encoder.")
+        counts = events.to(values).unsqueeze(-1)
+        return torch.cat([values, counts], -1), torch.cat([mask, (counts > 0).to(mask)], -1)
+
+    def posterior(self, times, values, mask, events=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of q(z0 | observations), each (batch, latent_dim)."""
-        return self.encoder(times, values, mask)
+        return self.encoder(times, *self.encoder_inputs(values, mask, events))
 
     def decode(self, z0: torch.Tensor, t0: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
         """Channel means at ``times`` from ``z0`` at ``t0``.
@@ -100,12 +131,29 @@ class LatentODE(nn.Module):
         z = solve_from(self.dynamics, z0, t0, times, self.solver)  # (T, S, B, L)
         return self.decoder(z.permute(1, 2, 0, 3))
 
+    def decode_with_intensity(self, z0: torch.Tensor, t0: torch.Tensor, times: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Channel means, log λ and Λ at ``times``, from one augmented solve.
+
+        Returns
+        -------
+        means : Tensor, shape (samples, batch, T, channels)
+        log_rate, cumulative : Tensor, shape (samples, batch, T)
+            log λ(t) and Λ(t) = ∫_{t0}^t λ (negative before ``t0``).
+        """
+        if not self.point_process:
+            raise ValueError("This latent ODE has no point process (point_process=False).")
+        state0 = torch.cat([z0, z0.new_zeros(z0.shape[:-1] + (1,))], -1)
+        state = solve_from(self.augmented, state0, t0, times, self.solver).permute(1, 2, 0, 3)
+        z, cumulative = state[..., :-1], state[..., -1]
+        return self.decoder(z), self.intensity.log_rate(z), cumulative
+
     def observation_log_std(self) -> torch.Tensor:
         return self.log_std.clamp(min=math.log(1e-3))
 
-    def elbo(self, times, values, mask, enc_mask=None, n_samples: int = 1,
-             iwae: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
-        """Per-series evidence lower bound (ELBO, or IWAE bound with ``iwae``).
+    def elbo_terms(self, times, values, mask, enc_mask=None, events=None, window=None,
+                   n_samples: int = 1, enc_events=None) -> dict[str, torch.Tensor]:
+        """The terms of the bound for ``n_samples`` posterior draws.
 
         Parameters
         ----------
@@ -114,27 +162,73 @@ class LatentODE(nn.Module):
             ``mask`` marks the entries scored.
         enc_mask : Tensor or None
             Entries the encoder may read (default: ``mask``).
+        events : Tensor or None, shape (batch, T)
+            Event counts (point process only), all scored.
+        window : Tensor or None, shape (batch, T)
+            Each series' observation window for the Poisson integral (first to last marked
+            time; default: where ``events`` or ``mask`` has anything).
         n_samples : int
-            Posterior samples.
+            Posterior draws.
+        enc_events : Tensor or None
+            Event counts the encoder may read (default: ``events``).
+
+        Returns
+        -------
+        dict of Tensor
+            ``observations`` and ``events`` (samples, batch): log-likelihoods given each draw
+            (``events`` is zero without a point process); ``log_q``, ``log_p`` (samples,
+            batch): the draws' posterior and prior log-densities; ``kl`` (batch,): the
+            analytic KL(q || N(0, I)).
+        """
+        read = mask if enc_mask is None else enc_mask
+        mu, logvar = self.posterior(times, values, read,
+                                    events if enc_events is None else enc_events)
+        eps = torch.randn((n_samples,) + mu.shape, dtype=mu.dtype, device=mu.device)
+        std = torch.exp(0.5 * logvar)
+        z0 = mu + eps * std
+        if self.point_process:
+            mean, log_rate, cumulative = self.decode_with_intensity(z0, times[0], times)
+            if window is None:
+                window = ((mask.sum(-1) > 0) | (events > 0)).to(values)
+            event_ll = poisson_log_likelihood(log_rate, cumulative, events, window)
+        else:
+            mean = self.decode(z0, times[0], times)
+            event_ll = mean.new_zeros(mean.shape[:2])
+        return {
+            "observations": masked_gaussian_log_likelihood(values, mean,
+                                                           self.observation_log_std(), mask),
+            "events": event_ll,
+            "log_q": torch.distributions.Normal(mu, std).log_prob(z0).sum(-1),
+            "log_p": torch.distributions.Normal(0.0, 1.0).log_prob(z0).sum(-1),
+            "kl": gaussian_kl_standard(mu, logvar),
+        }
+
+    def elbo(self, times, values, mask, enc_mask=None, n_samples: int = 1,
+             iwae: bool = False, events=None, window=None, enc_events=None,
+             kl_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+        """Per-series evidence lower bound (ELBO, or IWAE bound with ``iwae``).
+
+        Arguments as in :meth:`elbo_terms`; with a point process the bound covers the values
+        and the event times jointly. ``kl_weight`` < 1 scales the KL term (the log-ratio
+        ``log p(z0) - log q(z0)`` in the IWAE weights): the annealed objective of a KL
+        warm-up, a bound only at 1.0. The reported ``kl`` diagnostic is never scaled.
 
         Returns
         -------
         (Tensor of shape (batch,), dict of float diagnostics)
         """
-        mu, logvar = self.posterior(times, values, mask if enc_mask is None else enc_mask)
-        eps = torch.randn((n_samples,) + mu.shape, dtype=mu.dtype, device=mu.device)
-        z0 = mu + eps * torch.exp(0.5 * logvar)
-        mean = self.decode(z0, times[0], times)
-        log_lik = masked_gaussian_log_likelihood(values, mean, self.observation_log_std(), mask)
+        terms = self.elbo_terms(times, values, mask, enc_mask, events, window, n_samples,
+                                enc_events)
+        log_lik = terms["observations"] + terms["events"]
         if iwae:
-            std = torch.exp(0.5 * logvar)
-            log_q = torch.distributions.Normal(mu, std).log_prob(z0).sum(-1)
-            log_p = torch.distributions.Normal(0.0, 1.0).log_prob(z0).sum(-1)
-            weights = log_lik + log_p - log_q
+            weights = log_lik + kl_weight * (terms["log_p"] - terms["log_q"])
             bound = torch.logsumexp(weights, dim=0) - math.log(n_samples)
-            kl = (log_q - log_p).mean(0)
+            kl = (terms["log_q"] - terms["log_p"]).mean(0)
         else:
-            kl = gaussian_kl_standard(mu, logvar)
-            bound = log_lik.mean(0) - kl
-        return bound, {"kl": float(kl.mean().detach()),
-                       "log_lik": float(log_lik.mean().detach())}
+            kl = terms["kl"]
+            bound = log_lik.mean(0) - kl_weight * kl
+        info = {"kl": float(kl.mean().detach()),
+                "log_lik": float(terms["observations"].mean().detach())}
+        if self.point_process:
+            info["events_log_lik"] = float(terms["events"].mean().detach())
+        return bound, info

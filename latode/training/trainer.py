@@ -22,6 +22,7 @@ from torch import nn
 
 from latode._numerics import count_nfe, reset_nfe, solver_error_from
 from latode.exceptions import InvalidCheckpointError, SolverError, TrainingDivergedError
+from latode.training import distributed
 from latode.training.callbacks import Callback, EarlyStopping
 from latode.training.checkpoint import atomic_save, safe_load
 
@@ -56,6 +57,12 @@ class Trainer:
         training stops with :class:`TrainingDivergedError`, keeping the best weights.
     lr_decay_on_bad : float
         Factor applied to the learning rate after each failed step.
+    lr_decay : float
+        Factor in (0, 1] applied to the learning rate after each optimisation step (an
+        exponential schedule, as Rubanova et al. 2019 use with 0.999); 1.0 keeps it constant.
+    min_learning_rate : float
+        Floor of that schedule: the decay stops there (a rate already below it, after failed
+        steps, is left alone).
     callbacks : sequence of Callback
     checkpoint_dir : path or None
         Write ``checkpoint.pt`` there atomically after every epoch and resume from it.
@@ -82,6 +89,8 @@ class Trainer:
         grad_clip: float | None = None,
         max_bad_steps: int = 10,
         lr_decay_on_bad: float = 0.5,
+        lr_decay: float = 1.0,
+        min_learning_rate: float = 0.0,
         callbacks: Sequence[Callback] = (),
         checkpoint_dir: str | Path | None = None,
         checkpoint_tag: dict[str, Any] | None = None,
@@ -96,6 +105,12 @@ class Trainer:
         self.grad_clip = grad_clip
         self.max_bad_steps = max_bad_steps
         self.lr_decay_on_bad = lr_decay_on_bad
+        if not 0.0 < lr_decay <= 1.0:
+            raise ValueError(f"lr_decay must be in (0, 1] (1.0: constant rate); got {lr_decay!r}.")
+        if not min_learning_rate >= 0.0:
+            raise ValueError(f"min_learning_rate must be >= 0; got {min_learning_rate!r}.")
+        self.lr_decay = lr_decay
+        self.min_learning_rate = min_learning_rate
         self.callbacks = list(callbacks)
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.checkpoint_tag = checkpoint_tag or {}
@@ -107,6 +122,9 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.stop_training = False
         self.total_bad_steps = 0
+        #: Optimisation steps taken (skipped steps not counted); checkpointed, so schedules
+        #: that depend on it (KL warm-up) continue where a resumed fit stopped.
+        self.global_step = 0
         self.resumed_from_epoch = 0
         self._consecutive_bad = 0
         self._last_good_state = copy.deepcopy(module.state_dict())
@@ -178,6 +196,8 @@ class Trainer:
             if not math.isfinite(norm):
                 return self._bad_step("the gradient is not finite")
             self.optimizer.step()
+            self.global_step += 1
+            self._decay_learning_rate()
         except (SolverError, AssertionError) as error:
             solver_error = solver_error_from(error)
             if solver_error is None:
@@ -202,6 +222,14 @@ class Trainer:
             return 0.0
         max_norm = self.grad_clip if self.grad_clip is not None else math.inf
         return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+    def _decay_learning_rate(self) -> None:
+        """One step of the exponential schedule, never below ``min_learning_rate``."""
+        if self.lr_decay == 1.0:
+            return
+        for group in self.optimizer.param_groups:
+            if group["lr"] > self.min_learning_rate:
+                group["lr"] = max(group["lr"] * self.lr_decay, self.min_learning_rate)
 
     def _bad_step(self, reason: str, warn: bool = False) -> None:
         self.total_bad_steps += 1
@@ -251,7 +279,8 @@ class Trainer:
 
     def _save_checkpoint(self) -> None:
         path = self._checkpoint_path()
-        if path is None:
+        # Under torch.distributed every rank holds the same state; rank 0 alone writes it.
+        if path is None or not distributed.is_main():
             return
         atomic_save(
             {
@@ -262,6 +291,7 @@ class Trainer:
                 "history": self.history,
                 "stopped": self.stop_training,
                 "total_bad_steps": self.total_bad_steps,
+                "global_step": self.global_step,
                 "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
                 "callbacks": [cb.state_dict() for cb in self.callbacks],
@@ -287,6 +317,7 @@ class Trainer:
         # when asked for more epochs.
         self.stop_training = bool(state["stopped"])
         self.total_bad_steps = int(state["total_bad_steps"])
+        self.global_step = int(state.get("global_step", 0))
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         for callback, cb_state in zip(self.callbacks, state["callbacks"]):

@@ -44,6 +44,16 @@ def test_spirals_sampling_is_irregular_and_inside_the_window(spirals):
     np.testing.assert_allclose(fut.groupby("unique_id")["ds"].diff().dropna(), dt)
 
 
+def test_spirals_share_one_exact_time_grid(spirals):
+    # Every window's k-th point is at k * dt exactly (not t[start + k] - t[start], which
+    # rounds differently per start), so union batches have no near-duplicate times.
+    dt = 6 * np.pi / 999
+    assert spirals.truth["ds"].nunique() == 120
+    np.testing.assert_array_equal(np.sort(spirals.truth["ds"].unique()), np.arange(120) * dt)
+    assert set(spirals.observed["ds"]) <= set(spirals.truth["ds"])
+    assert set(spirals.future["ds"]) == set(np.arange(100, 120) * dt)
+
+
 def test_spirals_direction_matches_geometry(spirals):
     # Independent check from the paper's formulas: around its centre, a counter-clockwise
     # spiral has r = b * angle, a clockwise one r = 50 b / angle (angles mod 2 pi).

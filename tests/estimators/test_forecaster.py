@@ -227,3 +227,26 @@ def test_bad_hyperparameters_are_named(param, value, error):
     df, _ = linear_ode_frame(n=4, k=4)
     with pytest.raises(error, match=f"'{param}' parameter of LatentODEForecaster"):
         small(**{param: value}).fit(df)
+
+
+def test_kl_warmup_ramps_the_kl_weight_per_step_and_resumes_on_the_ramp(tmp_path):
+    # 8 series in batches of 4: two optimisation steps an epoch. With kl_warmup=4 the
+    # weights are 1/4, 2/4 | 3/4, 1 | 1, 1: the epoch records hold their means.
+    df, _ = linear_ode_frame(n=8, k=6)
+    kw = dict(batch_size=4, validation_fraction=0.0, kl_warmup=4, patience=None)
+    straight = small(**kw).fit(df)
+    assert [r["kl_weight"] for r in straight.history_] == pytest.approx([0.375, 0.875, 1.0])
+    assert "kl_weight" in small(batch_size=4, validation_fraction=0.0).fit(df).history_[0]
+    # Killed after one epoch and resumed, the fit continues the ramp where it stopped.
+    small(**{**kw, "max_epochs": 1}).fit(df, checkpoint_dir=tmp_path)
+    resumed = small(**kw).fit(df, checkpoint_dir=tmp_path)
+    strip = [{k: v for k, v in r.items() if k != "epoch_time"} for r in straight.history_]
+    assert [{k: v for k, v in r.items() if k != "epoch_time"}
+            for r in resumed.history_] == strip
+
+
+def test_learning_rate_decay_reaches_the_trainer():
+    df, _ = linear_ode_frame(n=8, k=6)
+    model = small(batch_size=4, validation_fraction=0.0, learning_rate=0.01, lr_decay=0.5,
+                  min_learning_rate=0.002).fit(df)
+    assert [r["lr"] for r in model.history_] == pytest.approx([0.0025, 0.002, 0.002])

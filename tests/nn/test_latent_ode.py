@@ -98,3 +98,44 @@ def test_encoders_ignore_values_that_are_masked_out(cls):
     changed = values.clone()
     changed[0, 0, 0] += 1.0
     assert not torch.allclose(encoder(times, changed, mask)[0][0], mu_a[0])
+
+
+def test_kl_weight_scales_exactly_the_kl_term_of_the_bound():
+    m = model()
+    times, values, mask = batch()
+    mu, logvar = m.posterior(times, values, mask)
+    # KL(N(mu, s^2) || N(0, 1)) by hand, independent of the library's helper.
+    kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)
+
+    def bound(weight, iwae=False):
+        torch.manual_seed(0)
+        return m.elbo(times, values, mask, n_samples=1, iwae=iwae, kl_weight=weight)[0]
+
+    full = bound(1.0)
+    torch.testing.assert_close(bound(0.25), full + 0.75 * kl)
+    torch.testing.assert_close(bound(0.0), full + kl)
+    # One-sample IWAE: log p(x|z) + w (log p(z) - log q(z)); at w = 0 only the likelihood.
+    torch.manual_seed(0)
+    _, info = m.elbo(times, values, mask, n_samples=1, iwae=True, kl_weight=0.0)
+    assert bound(0.0, iwae=True).mean().item() == pytest.approx(info["log_lik"])
+
+
+@pytest.mark.parametrize("cls", [GRUDeltaTEncoder, ODERNNEncoder])
+def test_encoding_ignores_grid_times_after_the_last_observation(cls):
+    # Training reads a prefix of a longer grid; prediction reads a context whose grid ends at
+    # its last observation. Both must give the same q(z0).
+    torch.manual_seed(0)
+    args = (2, 6, 3) if cls is GRUDeltaTEncoder else (2, 6, 3, SolverOptions(method="euler"))
+    encoder = cls(*args).double()
+    times, values, mask = batch()
+    longer = torch.cat([times, torch.tensor([1.9, 2.5], dtype=times.dtype)])
+    pad = torch.zeros(4, 2, 2, dtype=values.dtype)
+    mu_a, logvar_a = encoder(times, values, mask)
+    mu_b, logvar_b = encoder(longer, torch.cat([values, pad], 1), torch.cat([mask, pad], 1))
+    torch.testing.assert_close(mu_a, mu_b)
+    torch.testing.assert_close(logvar_a, logvar_b)
+    # ...but z0 is at times[0]: an empty grid point before the first observation moves it.
+    earlier = torch.cat([torch.tensor([-0.5], dtype=times.dtype), times])
+    mu_c, _ = encoder(earlier, torch.cat([pad[:, :1], values], 1),
+                      torch.cat([pad[:, :1], mask], 1))
+    assert not torch.allclose(mu_a, mu_c)

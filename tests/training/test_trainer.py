@@ -159,3 +159,52 @@ def test_solver_error_in_validation_gives_infinite_val_loss():
     with pytest.warns(RuntimeWarning, match="Validation solve failed"):
         history = trainer.fit()
     assert history[0]["val_loss"] == math.inf
+
+
+def test_exponential_learning_rate_schedule_decays_per_step_down_to_its_floor():
+    # 4 steps an epoch: the rate after epoch e is 0.05 * 0.9 ** (4 e), until it meets 0.02.
+    trainer = make_trainer(max_epochs=5, lr_decay=0.9, min_learning_rate=0.02)
+    history = trainer.fit()
+    expected = [max(0.05 * 0.9 ** (4 * e), 0.02) for e in range(1, 6)]
+    assert [r["lr"] for r in history] == pytest.approx(expected)
+    assert history[-1]["lr"] == pytest.approx(0.02)  # 0.05 * 0.9**20 = 0.006 would be below
+    assert trainer.global_step == 20
+    constant = make_trainer(max_epochs=2)
+    assert [r["lr"] for r in constant.fit()] == [0.05, 0.05]
+
+
+def test_schedule_does_not_raise_a_rate_that_failed_steps_pushed_below_its_floor():
+    x, y = regression_problem()
+    calls = {"n": 0}
+
+    def fails_twice(m, idx):
+        calls["n"] += 1
+        loss = ((m(x[idx]).squeeze(-1) - y[idx]) ** 2).mean()
+        return loss * float("nan") if calls["n"] in (1, 2) else loss
+
+    trainer = make_trainer(loss=fails_twice, max_epochs=1, lr_decay=0.9,
+                           min_learning_rate=0.04)
+    trainer.fit()
+    # Halved twice to 0.0125 (< floor 0.04): the two good steps leave it there.
+    assert trainer.learning_rate == pytest.approx(0.0125)
+    assert trainer.global_step == 2 and trainer.total_bad_steps == 2
+
+
+@pytest.mark.parametrize("kwargs", [{"lr_decay": 0.0}, {"lr_decay": 1.5},
+                                    {"min_learning_rate": -1.0}])
+def test_bad_schedule_arguments_are_named(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        make_trainer(**kwargs)
+
+
+def test_resumed_fit_continues_the_schedule_and_step_count(tmp_path):
+    kw = dict(lr_decay=0.95, min_learning_rate=0.01, callbacks=[EarlyStopping(patience=None)])
+    straight = make_trainer(max_epochs=6, **kw)
+    straight.fit()
+    make_trainer(max_epochs=3, checkpoint_dir=tmp_path, **kw).fit()
+    resumed = make_trainer(max_epochs=6, checkpoint_dir=tmp_path, **kw)
+    resumed.fit()
+    assert resumed.resumed_from_epoch == 3
+    assert resumed.global_step == straight.global_step == 24
+    assert _without_time(resumed.history) == _without_time(straight.history)
+    assert resumed.learning_rate == pytest.approx(straight.learning_rate)

@@ -1,0 +1,225 @@
+"""What a forecaster with a point process adds: intensities, event draws, split scores.
+
+:class:`PointProcessMixin` serves :class:`~latode.estimators.LatentODEForecaster` when it is
+fitted with ``point_process=True``: the latent state drives an event intensity λ(t) (see
+:mod:`latode.nn.point_process`). Rates are reported per unit of the user's time — one unit of
+a numeric time column, one day for datetimes and timedeltas, or the ``per=`` given.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from latode.data.packing import solver_grid
+from latode.estimators._base import seed_from
+from latode.estimators._forecast_output import _check_quantiles, level_columns, quantile_column
+from latode.estimators._inputs import check_positive_int
+
+__all__ = ["PointProcessMixin", "INTENSITY_COLUMN"]
+
+#: name of the intensity column of :meth:`PointProcessMixin.predict_intensity`
+INTENSITY_COLUMN = "intensity"
+
+
+class PointProcessMixin:
+    """``predict_intensity``, ``sample_events`` and ``score_components`` (see the module
+    docstring); needs the host's ``module_`` with ``decode_with_intensity``."""
+
+    def _check_point_process(self, method: str) -> None:
+        self._check_fitted()
+        if not getattr(self.module_, "point_process", False):
+            raise ValueError(
+                f"{method} needs a model of event times: fit with point_process=True."
+            )
+
+    def _posterior_draws(self, module, batch, n_samples: int,
+                         generator: torch.Generator) -> torch.Tensor:
+        """z0 draws from q(z0 | context), shape (samples, batch, latent)."""
+        mu, logvar = module.posterior(batch.times, batch.values, batch.mask, batch.events)
+        eps = torch.randn((n_samples,) + tuple(mu.shape), generator=generator).to(mu)
+        return mu + eps * torch.exp(0.5 * logvar)
+
+    def predict_intensity(self, context_df: pd.DataFrame, timestamps: object = None, *,
+                          horizon: object = None, freq: object = None,
+                          quantiles=(0.1, 0.5, 0.9), level=None, n_samples: int = 100,
+                          random_state: int | None = 0, per: object = None) -> pd.DataFrame:
+        """Event intensity λ(t) of each series at any timestamps, across posterior draws.
+
+        Parameters
+        ----------
+        context_df, timestamps, horizon, freq, n_samples, random_state
+            As in :meth:`predict`; the context's events (rows, or ``event_col``) are read.
+        quantiles, level
+            As in :meth:`predict`, over the posterior draws of λ.
+        per : number or duration, optional
+            The time unit of the rate: 1.0 for numeric time columns and one day for datetimes
+            and timedeltas by default.
+
+        Returns
+        -------
+        DataFrame
+            ``id_col``, ``time_col``, ``intensity`` (posterior mean rate, events per ``per``)
+            and ``intensity_q<q>`` / ``intensity-lo-<level>`` / ``intensity-hi-<level>``.
+        """
+        self._check_point_process("predict_intensity")
+        qs, levels = _check_quantiles(quantiles, level)
+        factor = 1.0 / self._model_time_per_unit(per)
+
+        def draw(module, batch, grid, n, generator):
+            z0 = self._posterior_draws(module, batch, n, generator)
+            _, log_rate, _ = module.decode_with_intensity(z0, batch.times[0], grid)
+            return torch.exp(log_rate).unsqueeze(-1)
+
+        targets, rates, _ = self._draws_at_targets(context_df, timestamps, horizon, freq,
+                                                   n_samples, random_state, draw, 1)
+        rates = rates[..., 0] / factor
+        columns = {INTENSITY_COLUMN: rates.mean(0)}
+        for q in qs:
+            columns[quantile_column(INTENSITY_COLUMN, q)] = np.quantile(rates, q, axis=0)
+        for lv in levels:
+            lo, hi = level_columns(INTENSITY_COLUMN, lv)
+            columns[lo] = np.quantile(rates, 0.5 - lv / 200, axis=0)
+            columns[hi] = np.quantile(rates, 0.5 + lv / 200, axis=0)
+        return self.converter_.to_frame(targets.ids[targets.series_of_row], targets.keys,
+                                        columns)
+
+    def sample_events(self, context_df: pd.DataFrame, horizon: object, *,
+                      n_samples: int = 10, random_state: int | None = None,
+                      max_tries: int = 8) -> pd.DataFrame:
+        """Draw future event times by thinning (Lewis & Shedler 1979).
+
+        For each posterior draw of z0, candidate times come from a homogeneous process whose
+        rate bounds λ on the series' window (the last context time, plus ``horizon``]; each is
+        kept with probability λ(t)/bound. The bound starts at twice the largest λ on a dense
+        grid and is doubled and the draw redone wherever a candidate exceeds it, so the
+        draws are exact draws of the model's process.
+
+        Parameters
+        ----------
+        context_df : DataFrame
+            The observed context of each series.
+        horizon : number or duration
+            Length of the window after each series' last context row.
+        n_samples : int
+            Draws per series.
+        random_state : int or None
+        max_tries : int
+            Bound doublings allowed before giving up.
+
+        Returns
+        -------
+        DataFrame
+            ``sample_id``, ``id_col``, ``time_col``: one row per drawn event, sorted.
+        """
+        self._check_point_process("sample_events")
+        check_positive_int(n_samples, "n_samples")
+        self._solve_with_current_parameters()
+        if horizon is None:
+            raise ValueError("horizon is required: the length of the window to draw events in.")
+        try:
+            span = self._model_time_per_unit(horizon)
+        except ValueError as error:
+            raise ValueError(f"horizon must be a positive number (numeric times) or duration "
+                             f"(datetimes); got {horizon!r}.") from error
+        conv = self.converter_
+        context = conv.pack(context_df, argument="context_df")
+        generator = torch.Generator().manual_seed(seed_from(random_state))
+        device = next(self.module_.parameters()).device
+        frames = []
+        for start in range(0, context.n_series, int(self.batch_size)):
+            chunk = np.arange(start, min(start + int(self.batch_size), context.n_series))
+            batch = context.union_batch(chunk, device=device)
+            last = torch.as_tensor(context.times[context.indptr[chunk + 1] - 1],
+                                   dtype=torch.float32, device=device)
+            with torch.no_grad():
+                z0 = self._posterior_draws(self.module_, batch, n_samples, generator)
+                s_idx, b_idx, times = self._thin(batch, z0, last, last + span, generator,
+                                                 max_tries)
+            frames.append(pd.DataFrame({
+                "sample_id": s_idx, "series": chunk[b_idx], "t": times}))
+        events = pd.concat(frames, ignore_index=True).sort_values(
+            ["series", "sample_id", "t"], kind="stable", ignore_index=True)
+        frame = conv.to_frame(context.ids[events["series"].to_numpy()],
+                              conv.time_axis_.to_keys(events["t"].to_numpy()), {})
+        frame.insert(0, "sample_id", events["sample_id"].to_numpy())
+        return frame
+
+    def _rates_at(self, batch, z0, times: torch.Tensor) -> torch.Tensor:
+        """λ at sorted (possibly repeated) model ``times``, shape (samples, batch, len)."""
+        grid, _, inverse = solver_grid(times.cpu().numpy(), torch.float32)
+        grid = torch.as_tensor(grid, dtype=torch.float32, device=z0.device)
+        _, log_rate, _ = self.module_.decode_with_intensity(z0, batch.times[0], grid)
+        return torch.exp(log_rate)[..., torch.as_tensor(inverse, device=z0.device)]
+
+    def _thin(self, batch, z0, start, end, generator, max_tries):
+        n_samples, n_series = z0.shape[:2]
+        dense = torch.cat([torch.linspace(float(start.min()), float(end.max()), 129),
+                           start.cpu(), end.cpu()]).sort().values
+        rates = self._rates_at(batch, z0, dense)
+        inside = (dense >= start[:, None]) & (dense <= end[:, None])  # (batch, grid)
+        bound = 2.0 * torch.where(inside, rates, 0.0).amax(-1).clamp_min(1e-6)
+        length = (end - start).expand(n_samples, n_series)
+        for _ in range(max_tries):
+            counts = torch.poisson((bound * length).cpu(), generator=generator).long()
+            owner = torch.repeat_interleave(torch.arange(n_samples * n_series), counts.ravel())
+            s_idx, b_idx = owner // n_series, owner % n_series
+            times = start[b_idx] + length[s_idx, b_idx] * torch.rand(len(owner),
+                                                                       generator=generator)
+            if len(owner) == 0:
+                return s_idx.numpy(), b_idx.numpy(), times.numpy()
+            order = torch.argsort(times)
+            rate_all = self._rates_at(batch, z0, times[order])
+            rate = torch.empty(len(owner))
+            rate[order] = rate_all[s_idx[order], b_idx[order], torch.arange(len(owner))]
+            over = rate > bound[s_idx, b_idx]
+            if not over.any():
+                keep = torch.rand(len(owner), generator=generator) * bound[s_idx, b_idx] < rate
+                return s_idx[keep].numpy(), b_idx[keep].numpy(), times[keep].numpy()
+            bound = bound * 2.0
+        raise RuntimeError(
+            f"sample_events: the intensity kept exceeding its bound after {max_tries} "
+            "doublings; the fitted λ is extremely peaked. Raise max_tries."
+        )
+
+    def score_components(self, df: pd.DataFrame, *, n_samples: int = 16,
+                         random_state: int | None = 0) -> dict[str, float]:
+        """The terms of the evidence lower bound of ``df``, apart.
+
+        Returns
+        -------
+        dict
+            ``observations``: expected log-likelihood per observed value (user units);
+            ``events``: expected Poisson log-likelihood of the event times per event (rates
+            per the default unit of :meth:`predict_intensity`); ``kl``: KL(q(z0) || p(z0))
+            per series; ``total``: :meth:`score`, the importance-weighted bound per scored
+            value and event. Expectations are over ``n_samples`` posterior draws.
+        """
+        self._check_point_process("score_components")
+        check_positive_int(n_samples, "n_samples")
+        self._solve_with_current_parameters()
+        packed = self.converter_.pack(df, argument="df")
+        generator = torch.Generator().manual_seed(seed_from(random_state))
+        device = next(self.module_.parameters()).device
+        sums = {"observations": 0.0, "events": 0.0, "kl": 0.0}
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+            for batch in packed.union_batches(np.arange(packed.n_series),
+                                              int(self.batch_size), device=device):
+                terms = self.module_.elbo_terms(batch.times, batch.values, batch.mask,
+                                                events=batch.events, window=batch.present,
+                                                n_samples=n_samples)
+                for key in sums:
+                    sums[key] += float(terms[key].mean(0).sum() if key != "kl"
+                                       else terms[key].sum())
+        n_values = float((~np.isnan(packed.values)).sum())
+        n_events = float(packed.events.sum())
+        jacobian = float((~np.isnan(packed.values) * np.log(self.converter_.scaler_.std)).sum())
+        return {
+            "observations": (sums["observations"] - jacobian) / max(n_values, 1.0),
+            "events": sums["events"] / max(n_events, 1.0)
+            + float(np.log(self._model_time_per_unit())),
+            "kl": sums["kl"] / packed.n_series,
+            "total": self.score(df, n_samples=n_samples, random_state=random_state),
+        }

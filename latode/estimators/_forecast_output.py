@@ -1,0 +1,259 @@
+"""Forecasts out of a fitted forecaster: posterior draws at any requested (series, time)
+rows, summarised as means, quantiles and intervals (``predict``) or returned as trajectories
+(``sample``).
+
+:class:`ForecastOutputMixin` is the output half of
+:class:`~latode.estimators._forecaster.BaseForecaster`; it needs the host's ``module_``,
+``converter_``, ``_predictive_means`` and ``_build_module``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from latode._numerics import SolverOptions
+from latode.data import PackedSeries
+from latode.data.packing import solver_grid
+from latode.data.targets import forecast_targets
+from latode.data.time_axis import parse_time_unit
+from latode.estimators._base import seed_from
+from latode.estimators._inputs import check_positive_int
+from latode.exceptions import SolverError
+
+__all__ = ["ForecastOutputMixin", "quantile_column", "level_columns"]
+
+_FORECAST_REMEDY = (
+    "Try an adaptive solver (solver='dopri5') or a smaller step_size, times nearer the "
+    "training span, or refit if the weights are not finite."
+)
+
+
+def quantile_column(target: str, q: float) -> str:
+    """Name of the column of quantile ``q`` of ``target``: ``"y_q0.1"``.
+
+    Examples
+    --------
+    >>> quantile_column("hr", 0.9)
+    'hr_q0.9'
+    """
+    return f"{target}_q{q:g}"
+
+
+def level_columns(target: str, level: float) -> tuple[str, str]:
+    """Names of the bounds of a central ``level``% interval, as the Nixtla libraries write
+    them: ``("y-lo-80", "y-hi-80")``."""
+    return f"{target}-lo-{level:g}", f"{target}-hi-{level:g}"
+
+
+def _check_quantiles(quantiles: object, level: object) -> tuple[list[float], list[float]]:
+    qs = [] if quantiles is None else list(np.atleast_1d(quantiles))
+    levels = [] if level is None else list(np.atleast_1d(level))
+    for q in qs:
+        if isinstance(q, bool) or not isinstance(q, (int, float, np.number)):
+            raise TypeError(f"quantiles must be numbers in (0, 1); got {q!r}.")
+        if not 0 < float(q) < 1:
+            raise ValueError(f"quantiles must lie in (0, 1) (exclusive); got {q!r}.")
+    for lv in levels:
+        if isinstance(lv, bool) or not isinstance(lv, (int, float, np.number)):
+            raise TypeError(f"level must be numbers in (0, 100); got {lv!r}.")
+        if not 0 < float(lv) < 100:
+            raise ValueError(f"level must lie in (0, 100), e.g. level=[80, 95]; got {lv!r}.")
+    return [float(q) for q in qs], [float(lv) for lv in levels]
+
+
+class ForecastOutputMixin:
+    """``predict`` and ``sample`` of every forecaster (see the module docstring)."""
+
+    # ------------------------------------------------------------- forecasting
+    def _draws_at_targets(self, context_df, timestamps, horizon, freq, n_samples,
+                          random_state, draw, n_outputs: int, noise_std=None):
+        """Posterior draws of a model output at the requested (series, time) rows.
+
+        ``draw(module, batch, grid, n_samples, generator)`` returns the output on a union
+        ``grid`` of target times, shape (samples, batch, grid, n_outputs). With
+        ``noise_std`` (n_outputs,), Gaussian noise of that spread is added to a copy.
+
+        Returns
+        -------
+        (PackedSeries of targets, outputs, noisy outputs or None), arrays of shape
+        (samples, rows, n_outputs) in model units, checked finite.
+        """
+        self._check_fitted()
+        check_positive_int(n_samples, "n_samples")
+        self._solve_with_current_parameters()
+        conv = self.converter_
+        context = conv.pack(context_df, argument="context_df")
+        targets = forecast_targets(conv, context, timestamps=timestamps, horizon=horizon,
+                                   freq=freq)
+        position = pd.Index(context.ids).get_indexer(targets.ids)
+        generator = torch.Generator().manual_seed(seed_from(random_state))
+        device = next(self.module_.parameters()).device
+        outputs = np.empty((n_samples, len(targets.keys), n_outputs))
+        noisy = None if noise_std is None else np.empty_like(outputs)
+        step = int(self.batch_size)
+        self.module_.eval()
+        for start in range(0, targets.n_series, step):
+            chunk = np.arange(start, min(start + step, targets.n_series))
+            batch = context.union_batch(position[chunk], device=device)
+            rows = targets.rows_of(chunk)
+            grid_times, _, column = solver_grid(targets.times[rows], torch.float32)
+            grid = torch.as_tensor(grid_times, dtype=torch.float32, device=device)
+            with torch.no_grad():
+                out = draw(self.module_, batch, grid, n_samples, generator).cpu().numpy()
+            which = np.repeat(np.arange(len(chunk)), targets.lengths[chunk])
+            outputs[:, rows] = out[:, which, column]
+            if noisy is not None:
+                noise = torch.randn(outputs[:, rows].shape, generator=generator).numpy()
+                noisy[:, rows] = outputs[:, rows] + noise * noise_std
+        self._check_finite_forecast(targets, outputs, outputs if noisy is None else noisy)
+        return targets, outputs, noisy
+
+    def _solve_with_current_parameters(self) -> None:
+        """Make the fitted module solve with the estimator's current solver parameters.
+
+        ``set_params(rtol=..., max_num_steps=..., solver=...)`` after ``fit`` thus reaches
+        ``predict``, ``sample`` and ``score``, as it reaches a model after ``save``/``load``
+        (which rebuilds the module from its parameters): each solver setting of a module
+        built from the current parameters replaces the fitted module's. Bad parameters raise
+        here, named, instead of inside a solve.
+        """
+        self._validate_params()
+        with torch.random.fork_rng(devices=[]):  # building draws initial weights
+            template = dict(self._build_module(self.n_features_in_).named_modules())
+        for name, part in self.module_.named_modules():
+            twin = template.get(name)
+            for attr, value in (vars(twin).items() if twin is not None else ()):
+                if isinstance(value, SolverOptions):
+                    setattr(part, attr, value)
+
+    def _forecast_draws(self, context_df, timestamps, horizon, freq, n_samples, random_state,
+                        noisy: bool):
+        """Targets and draws at them in the user's units: (PackedSeries, means, draws) with
+        means and draws of shape (samples, rows, channels)."""
+        self._check_fitted()
+        std = self.module_.observation_log_std().detach().exp().cpu().numpy()
+        targets, means, draws = self._draws_at_targets(
+            context_df, timestamps, horizon, freq, n_samples, random_state,
+            self._predictive_means, len(self.converter_.channels),
+            noise_std=std if noisy else None)
+        scaler = self.converter_.scaler_
+        means = scaler.inverse_transform(means)
+        draws = scaler.inverse_transform(draws) if noisy else means
+        return targets, means, draws
+
+    def _check_finite_forecast(self, targets: PackedSeries, means: np.ndarray,
+                               draws: np.ndarray) -> None:
+        """A forecast is finite or an error, never NaN passed on (a fixed-step solve that
+        diverges, or weights that are not finite, give NaN without a solver assertion)."""
+        bad = ~(np.isfinite(means).all(axis=(0, 2)) & np.isfinite(draws).all(axis=(0, 2)))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            series = targets.ids[targets.series_of_row[row]]
+            when = self.converter_.time_axis_.from_keys(targets.keys[row:row + 1]).iloc[0]
+            raise SolverError(
+                f"The forecast is not finite (NaN or inf) at {int(bad.sum())} of {len(bad)} "
+                f"requested rows, e.g. series {series!r} at time {when}: the model's state "
+                f"diverged. {_FORECAST_REMEDY}"
+            )
+
+    def predict(self, context_df: pd.DataFrame, timestamps: object = None, *,
+                horizon: object = None, freq: object = None,
+                quantiles: Sequence[float] | None = (0.1, 0.5, 0.9),
+                level: Sequence[float] | None = None, n_samples: int = 100,
+                random_state: int | None = 0) -> pd.DataFrame:
+        """Forecast (or interpolate) each series at any timestamps.
+
+        Parameters
+        ----------
+        context_df : DataFrame
+            The observed context of each series (the fitted columns; any length and times).
+        timestamps : DataFrame or sequence of times, optional
+            A frame of (id, time) rows to forecast, or times applied to every series of the
+            context. Times may lie before, between or after the observations.
+        horizon : duration, number or sequence of them, optional
+            Instead of ``timestamps``: offsets from each series' last observation (a sequence),
+            or the end of a regular grid spaced by ``freq``.
+        freq : duration or number, optional
+            Spacing of the ``horizon`` grid; ``None`` (the default) is continuous time.
+        quantiles : sequence of float in (0, 1), optional
+            Quantiles of the predictive distribution, in columns ``<target>_q<q>``.
+        level : sequence of float in (0, 100), optional
+            Central intervals, in columns ``<target>-lo-<level>`` / ``<target>-hi-<level>``.
+        n_samples : int
+            Posterior draws behind the mean and quantiles.
+        random_state : int or None
+            Seed of those draws (the default 0 makes ``predict`` repeatable).
+
+        Returns
+        -------
+        DataFrame
+            ``id_col``, ``time_col`` in the user's types, the mean of each target (column
+            named as the target) and the quantile / interval columns.
+        """
+        qs, levels = _check_quantiles(quantiles, level)
+        targets, means, draws = self._forecast_draws(context_df, timestamps, horizon, freq,
+                                                     n_samples, random_state, noisy=True)
+        conv = self.converter_
+        columns: dict[str, np.ndarray] = {}
+        for c, name in enumerate(conv.channels):
+            columns[name] = means[:, :, c].mean(0)
+            for q in qs:
+                columns[quantile_column(name, q)] = np.quantile(draws[:, :, c], q, axis=0)
+            for lv in levels:
+                lo, hi = level_columns(name, lv)
+                columns[lo] = np.quantile(draws[:, :, c], 0.5 - lv / 200, axis=0)
+                columns[hi] = np.quantile(draws[:, :, c], 0.5 + lv / 200, axis=0)
+        return conv.to_frame(targets.ids[targets.series_of_row], targets.keys, columns)
+
+    def sample(self, context_df: pd.DataFrame, timestamps: object = None, *,
+               horizon: object = None, freq: object = None, n_samples: int = 100,
+               random_state: int | None = None, noise: bool = True) -> pd.DataFrame:
+        """Draw trajectories at the requested times (arguments as in :meth:`predict`).
+
+        Parameters
+        ----------
+        noise : bool
+            Add the learned observation noise (draws of observations) or not (draws of the
+            underlying mean trajectory).
+
+        Returns
+        -------
+        DataFrame
+            ``sample_id``, ``id_col``, ``time_col`` and one column per target.
+        """
+        if not isinstance(noise, (bool, np.bool_)):
+            raise TypeError(f"noise must be True (draws of observations) or False (draws of "
+                            f"the mean trajectory); got {noise!r}.")
+        targets, means, draws = self._forecast_draws(context_df, timestamps, horizon, freq,
+                                                     n_samples, random_state, noisy=noise)
+        conv = self.converter_
+        ids = targets.ids[targets.series_of_row]
+        frames = []
+        for s in range(n_samples):
+            frame = conv.to_frame(ids, targets.keys,
+                                  {c: draws[s, :, i] for i, c in enumerate(conv.channels)})
+            frame.insert(0, "sample_id", s)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)
+
+    def _model_time_per_unit(self, per: object = None) -> float:
+        """Model time units in one ``per`` of the user's time (the unit of rates and of
+        event-time densities): a number for numeric time columns (default 1.0), a duration
+        for datetimes and timedeltas (default one day)."""
+        axis = self.converter_.time_axis_
+        if axis.kind == "float":
+            per = 1.0 if per is None else per
+            if isinstance(per, bool) or not isinstance(per, (int, float, np.number)) \
+                    or not per > 0:
+                raise ValueError(f"per must be a positive number for numeric times; got {per!r}.")
+            return float(per) / axis.scale
+        try:
+            nanoseconds = parse_time_unit("1D" if per is None else per)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"per must be a positive duration such as '1D' or 'h'; got "
+                             f"{per!r}.") from error
+        return nanoseconds / axis.scale
