@@ -122,7 +122,8 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
 
     def __init__(self, latent_dim=8, hidden=(64, 64), encoder="ode-rnn", encoder_hidden=32,
                  encoder_solver="euler", n_iwae_samples=1, *, objective="reconstruct",
-                 context_fraction=0.5, point_process=False, event_col=None, solver="dopri5", rtol=1e-3, atol=1e-4, adjoint=False,
+                 context_fraction=0.5, point_process=False, event_col=None, solver="dopri5",
+                 rtol=1e-3, atol=1e-4, adjoint=False,
                  step_size=None, max_num_steps=2000, max_epochs=100, batch_size=50,
                  learning_rate=1e-2, lr_decay=1.0, min_learning_rate=0.0, kl_warmup=0,
                  weight_decay=0.0, grad_clip=1.0, patience=10,
