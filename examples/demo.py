@@ -82,9 +82,10 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
     parser.add_argument("--out", default="demo_output", help="folder for the plot")
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of the latent ODE (default 60; the RNN trains a third)")
     args = parser.parse_args(argv)
-    epochs = args.epochs or (2 if args.quick else 20)
+    epochs = args.epochs or (2 if args.quick else 60)
 
     labs, _ = load_pbcseq(log_labs=True)
     labs = labs[["unique_id", "ds", *LABS]].dropna(subset=LABS, how="all")
@@ -97,12 +98,20 @@ def main(argv=None) -> None:
           f"{int(train[LABS].notna().sum().sum())} training lab values, "
           f"{train[LABS].isna().to_numpy().mean():.0%} missing.")
 
-    common = dict(max_epochs=epochs, batch_size=32, learning_rate=1e-2, time_scale="365D",
-                  random_state=0, verbose=0 if args.quick else 1, patience=10)
+    common = dict(batch_size=32, learning_rate=1e-2, time_scale="365D", random_state=0,
+                  verbose=0 if args.quick else 1, patience=10)
     models = {
-        "latent ODE (ODE-RNN encoder)": LatentODEForecaster(
-            latent_dim=8, hidden=(32, 32), encoder="ode-rnn", **common),
-        "RNN baseline (GRU-Δt)": RNNForecaster(hidden_dim=32, **common),
+        # Trained as it is used: read the first 50-100% of each patient's follow-up, score
+        # all of it, so forecasting past the last visit is what it learns. The rate decays
+        # to a tenth over the first ~460 steps (Rubanova et al. 2019's schedule, faster).
+        "latent ODE": LatentODEForecaster(
+            latent_dim=16, hidden=(32, 32), encoder="rnn", encoder_hidden=64,
+            objective="extrapolate", context_fraction=(0.5, 1.0), max_epochs=epochs,
+            lr_decay=0.995, min_learning_rate=1e-3, **common),
+        # The GRU-Δt trains one step ahead and is cheap: 20 epochs, its earlier setting,
+        # forecast better here than 60 (held-out MAE 0.47 against 0.51).
+        "RNN baseline (GRU-Δt)": RNNForecaster(hidden_dim=32, max_epochs=max(1, epochs // 3),
+                                               **common),
     }
     rows = []
     for name, model in models.items():
@@ -121,7 +130,7 @@ def main(argv=None) -> None:
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
 
     path = Path(args.out) / "pbc_forecast.png"
-    plot_patient(models["latent ODE (ODE-RNN encoder)"], context, target, path)
+    plot_patient(models["latent ODE"], context, target, path)
     print(f"\nForecast plot (observations, mean, 80% band): {path.resolve()}")
 
 

@@ -174,7 +174,7 @@ def forecaster_cases(m: str) -> list[Case]:
          r"'ds' of context_df .*pd\.to_datetime"),
         ("predict", "context_df", "datetime-times",
          predict_on(lambda df: changed(df, ds=pd.to_datetime(df.ds, unit="D"))), T,
-         r"'ds' holds datetime values but the model was fitted on float times"),
+         r"'ds' of context_df holds datetime values but the model was fitted on float times"),
         ("predict", "context_df", "string-values",
          predict_on(lambda df: changed(df, y=lambda f: f.y.astype(str))), T,
          r"'y' of context_df has non-numeric"),

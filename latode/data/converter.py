@@ -134,7 +134,7 @@ class IrregularFrameConverter:
                             require_observed=require_observed and values,
                             allow_empty_targets=not values,
                             **(self._event_options() if values else {}))
-        return self._pack_validated(df, values)
+        return self._pack_validated(df, values, argument)
 
     def _event_options(self) -> dict:
         return {"point_process": self.point_process,
@@ -142,11 +142,12 @@ class IrregularFrameConverter:
 
     def fit_pack(self, df: pd.DataFrame, argument: str = "df") -> PackedSeries:
         """:meth:`fit` on ``df`` and :meth:`pack` it, validating the frame once."""
-        return self.fit(df, argument=argument)._pack_validated(df, values=True)
+        return self.fit(df, argument=argument)._pack_validated(df, True, argument)
 
-    def _pack_validated(self, df: pd.DataFrame, values: bool) -> PackedSeries:
+    def _pack_validated(self, df: pd.DataFrame, values: bool,
+                        argument: str = "df") -> PackedSeries:
         targets = self.spec_.target_cols if values else ()
-        keys = self.time_axis_.keys(df[self.time_col], self.time_col)
+        keys = self.time_axis_.keys(df[self.time_col], self.time_col, argument)
         codes, uniques = pd.factorize(df[self.id_col], sort=False)
         order = np.lexsort((keys, codes))
         counts = np.bincount(codes, minlength=len(uniques))

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from latode.data.validation import show
+
 __all__ = ["PackedSeries", "UnionBatch", "PaddedBatch", "solver_grid"]
 
 
@@ -164,7 +166,7 @@ class PackedSeries:
         if len(np.unique(pairs)) < len(pairs):
             clash = series[batch_row[np.flatnonzero(np.diff(np.sort(pairs)) == 0)[0]]]
             raise ValueError(
-                f"Series {self.ids[clash]!r} has timestamps closer together than the model's "
+                f"Series {show(self.ids[clash])} has timestamps closer together than the model's "
                 f"{dtype} time resolution; merge them or pass a smaller time_scale."
             )
         values, mask, present = self._scatter(rows, batch_row, column,

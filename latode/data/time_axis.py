@@ -100,13 +100,17 @@ class TimeAxis:
             raise ValueError(f"time_scale={time_scale!r} must be a positive duration or number.")
         return cls(kind=kind, tz=tz, dtype=str(times.dtype), origin=origin, scale=scale)
 
-    def keys(self, times: pd.Series, name: str) -> np.ndarray:
-        """Exact time keys of ``times``, checking they are of the fitted kind."""
+    def keys(self, times: pd.Series, name: str, argument: str | None = None) -> np.ndarray:
+        """Exact time keys of ``times``, checking they are of the fitted kind.
+
+        ``argument`` (the frame's parameter name, e.g. ``"context_df"``) is named in errors.
+        """
         kind = time_kind(times, name)
         if kind != self.kind:
+            where = f" of {argument}" if argument else ""
             raise TypeError(
-                f"Time column {name!r} holds {kind} values but the model was fitted on "
-                f"{self.kind} times; pass {self.kind} timestamps."
+                f"Time column {name!r}{where} holds {kind} values but the model was fitted "
+                f"on {self.kind} times; pass {self.kind} timestamps."
             )
         if kind == "datetime":
             tz = str(times.dt.tz) if times.dt.tz is not None else None

@@ -91,5 +91,16 @@ def test_unsorted_rows_are_sorted_and_user_frame_untouched():
 def test_predict_frame_of_wrong_time_kind():
     conv = IrregularFrameConverter().fit(good_frame())
     other = good_frame().assign(ds=pd.to_timedelta([0, 1, 2, 3], unit="h"))
-    with pytest.raises(TypeError, match="fitted on float times"):
+    with pytest.raises(TypeError, match="'ds' of df holds timedelta values.*fitted on float"):
         conv.pack(other)
+
+
+def test_timestamps_finer_than_float32_name_the_series_plainly():
+    # 1e7 and 1e7 + 0.25 are distinct float64 keys but one float32 time: the batch cannot
+    # hold both, and the error names the series as the user wrote it (3, not np.int64(3)).
+    df = pd.DataFrame({"unique_id": [3, 3, 3], "ds": [0.0, 1e7, 1e7 + 0.25],
+                       "y": [1.0, 2.0, 3.0]})
+    packed = IrregularFrameConverter(time_scale=None).fit_pack(df)
+    with pytest.raises(ValueError, match=r"^Series 3 has timestamps closer together.*"
+                                         r"smaller time_scale"):
+        packed.union_batch()
