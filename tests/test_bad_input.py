@@ -358,6 +358,8 @@ def point_process_cases() -> list[Case]:
         ("sample_events", "horizon", "negative", events(horizon=-1.0), V, r"horizon"),
         ("sample_events", "horizon", "missing", events(horizon=None), V, r"horizon"),
         ("sample_events", "n_samples", "zero", events(n_samples=0), V, r"n_samples"),
+        ("sample_events", "max_tries", "zero", events(max_tries=0), V, r"max_tries"),
+        ("sample_events", "max_tries", "float", events(max_tries=2.5), T, r"max_tries"),
         ("score_components", "n_samples", "float",
          lambda model, d: model.score_components(d.df, n_samples=2.5), T, r"n_samples"),
         ("fit", "event_col", "float-markers",

@@ -134,6 +134,15 @@ class PackedSeries:
         return np.diff(self.indptr)
 
     @property
+    def scored_events(self) -> np.ndarray | None:
+        """``events`` where a Poisson likelihood can score them: zero in series of one row,
+        whose window [first, last row] has no length (see
+        :func:`latode.nn.point_process.scored_events`, the same rule on batches)."""
+        if self.events is None:
+            return None
+        return self.events * (self.lengths > 1)[self.series_of_row]
+
+    @property
     def series_of_row(self) -> np.ndarray:
         """Position of the series each row belongs to, shape (n_rows,)."""
         return np.repeat(np.arange(self.n_series), self.lengths)

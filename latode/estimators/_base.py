@@ -224,7 +224,9 @@ class TorchEstimator(BaseEstimator):
             del self._trainer
             self.history_ = list(trainer.history)
             self.n_epochs_ = len(trainer.history)
-            self.best_epoch_ = early.best_epoch
+            # 0 when no epoch could be compared (all within KL warm-up, or no finite loss):
+            # the last weights are kept, so the last epoch is the one returned.
+            self.best_epoch_ = early.best_epoch or self.n_epochs_
             self.bad_steps_ = trainer.total_bad_steps
         return history
 

@@ -14,8 +14,14 @@ import torch
 
 from latode.data.packing import solver_grid
 from latode.estimators._base import seed_from
-from latode.estimators._forecast_output import _check_quantiles, level_columns, quantile_column
+from latode.estimators._forecast_output import (
+    _FORECAST_REMEDY,
+    _check_quantiles,
+    level_columns,
+    quantile_column,
+)
 from latode.estimators._inputs import check_positive_int
+from latode.exceptions import SolverError
 
 __all__ = ["PointProcessMixin", "INTENSITY_COLUMN"]
 
@@ -38,8 +44,7 @@ class PointProcessMixin:
                          generator: torch.Generator) -> torch.Tensor:
         """z0 draws from q(z0 | context), shape (samples, batch, latent)."""
         mu, logvar = module.posterior(batch.times, batch.values, batch.mask, batch.events)
-        eps = torch.randn((n_samples,) + tuple(mu.shape), generator=generator).to(mu)
-        return mu + eps * torch.exp(0.5 * logvar)
+        return module.sample_posterior(mu, logvar, n_samples, generator)
 
     def predict_intensity(self, context_df: pd.DataFrame, timestamps: object = None, *,
                           horizon: object = None, freq: object = None,
@@ -91,10 +96,12 @@ class PointProcessMixin:
         """Draw future event times by thinning (Lewis & Shedler 1979).
 
         For each posterior draw of z0, candidate times come from a homogeneous process whose
-        rate bounds λ on the series' window (the last context time, plus ``horizon``]; each is
-        kept with probability λ(t)/bound. The bound starts at twice the largest λ on a dense
-        grid and is doubled and the draw redone wherever a candidate exceeds it, so the
-        draws are exact draws of the model's process.
+        rate M bounds λ on the series' window (the last context time, plus ``horizon``]; each
+        is kept with probability λ(t)/M. Thinning is exact wherever λ ≤ M. M starts at twice
+        the largest λ on a grid of at least 33 points in each series' window (λ is the smooth
+        output of an ODE solve, so it cannot double between close grid points unless it is
+        extremely peaked); if a candidate still finds λ > M, M is doubled and the draw
+        redone, up to ``max_tries`` times.
 
         Parameters
         ----------
@@ -115,6 +122,7 @@ class PointProcessMixin:
         """
         self._check_point_process("sample_events")
         check_positive_int(n_samples, "n_samples")
+        check_positive_int(max_tries, "max_tries")
         self._solve_with_current_parameters()
         if horizon is None:
             raise ValueError("horizon is required: the length of the window to draw events in.")
@@ -147,16 +155,27 @@ class PointProcessMixin:
         return frame
 
     def _rates_at(self, batch, z0, times: torch.Tensor) -> torch.Tensor:
-        """λ at sorted (possibly repeated) model ``times``, shape (samples, batch, len)."""
-        grid, _, inverse = solver_grid(times.cpu().numpy(), torch.float32)
+        """λ at sorted (possibly repeated) model ``times``, shape (samples, batch, len), on
+        the CPU, where the thinning draws live; a non-finite λ is a :class:`SolverError`."""
+        grid, _, inverse = solver_grid(times.numpy(), torch.float32)
         grid = torch.as_tensor(grid, dtype=torch.float32, device=z0.device)
         _, log_rate, _ = self.module_.decode_with_intensity(z0, batch.times[0], grid)
-        return torch.exp(log_rate)[..., torch.as_tensor(inverse, device=z0.device)]
+        rates = torch.exp(log_rate).cpu()[..., torch.as_tensor(inverse)]
+        if not torch.isfinite(rates).all():
+            raise SolverError(
+                "sample_events: the intensity is not finite (NaN or inf) in the window: the "
+                f"model's state diverged. {_FORECAST_REMEDY}"
+            )
+        return rates
 
     def _thin(self, batch, z0, start, end, generator, max_tries):
         n_samples, n_series = z0.shape[:2]
+        start, end = start.cpu(), end.cpu()
+        # A grid over the whole batch plus 33 points in each series' own window, so a short
+        # window is never judged by one or two grid points.
+        own = start[:, None] + (end - start)[:, None] * torch.linspace(0.0, 1.0, 33)
         dense = torch.cat([torch.linspace(float(start.min()), float(end.max()), 129),
-                           start.cpu(), end.cpu()]).sort().values
+                           own.ravel()]).sort().values
         rates = self._rates_at(batch, z0, dense)
         inside = (dense >= start[:, None]) & (dense <= end[:, None])  # (batch, grid)
         bound = 2.0 * torch.where(inside, rates, 0.0).amax(-1).clamp_min(1e-6)
@@ -213,13 +232,20 @@ class PointProcessMixin:
                 for key in sums:
                     sums[key] += float(terms[key].mean(0).sum() if key != "kl"
                                        else terms[key].sum())
+        if not all(np.isfinite(value) for value in sums.values()):
+            raise SolverError(
+                f"score_components: a term of the bound is not finite (NaN or inf): "
+                f"{sums}. {_FORECAST_REMEDY}"
+            )
         n_values = float((~np.isnan(packed.values)).sum())
-        n_events = float(packed.events.sum())
+        n_events = float(packed.scored_events.sum())
         jacobian = float((~np.isnan(packed.values) * np.log(self.converter_.scaler_.std)).sum())
+        # Rates per user unit: each event's log λ gains log(model time per unit); with no
+        # events the term is only -∫λ dt, which the change of units leaves as it is.
+        units = float(np.log(self._model_time_per_unit())) if n_events else 0.0
         return {
             "observations": (sums["observations"] - jacobian) / max(n_values, 1.0),
-            "events": sums["events"] / max(n_events, 1.0)
-            + float(np.log(self._model_time_per_unit())),
+            "events": sums["events"] / max(n_events, 1.0) + units,
             "kl": sums["kl"] / packed.n_series,
             "total": self.score(df, n_samples=n_samples, random_state=random_state),
         }

@@ -20,6 +20,7 @@ from latode.data import PackedSeries
 from latode.data.packing import solver_grid
 from latode.data.targets import forecast_targets
 from latode.data.time_axis import parse_time_unit
+from latode.data.validation import show
 from latode.estimators._base import seed_from
 from latode.estimators._inputs import check_positive_int
 from latode.exceptions import SolverError
@@ -156,7 +157,7 @@ class ForecastOutputMixin:
             when = self.converter_.time_axis_.from_keys(targets.keys[row:row + 1]).iloc[0]
             raise SolverError(
                 f"The forecast is not finite (NaN or inf) at {int(bad.sum())} of {len(bad)} "
-                f"requested rows, e.g. series {series!r} at time {when}: the model's state "
+                f"requested rows, e.g. series {show(series)} at time {when}: the model's state "
                 f"diverged. {_FORECAST_REMEDY}"
             )
 

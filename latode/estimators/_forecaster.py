@@ -15,7 +15,8 @@ With ``objective="extrapolate"`` the model reads only each series' first ``conte
 of its time span (:meth:`BaseForecaster._read_mask`) and is scored on all its observations, so
 training asks for what a forecast asks for: the future from a prefix (Rubanova et al. 2019's
 "extrap" mode). A ``(low, high)`` fraction is drawn anew per series and batch, so the model
-learns to read contexts of many lengths.
+learns to read contexts of many lengths; validation reads the middle fraction, so that the
+early-stopping score does not move with the draw.
 
 Everything else — validation of frames, splitting, batching, training, scores,
 persistence — lives here once; forecasts with quantiles and samples come from
@@ -42,6 +43,7 @@ from latode.estimators._forecast_output import (
 )
 from latode.estimators._inputs import check_positive_int
 from latode.exceptions import SolverError
+from latode.nn.point_process import scored_events
 from latode.training import distributed
 
 __all__ = ["BaseForecaster", "quantile_column", "level_columns"]
@@ -93,20 +95,23 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         """Extra :class:`IrregularFrameConverter` arguments of this forecaster."""
         return {}
 
-    def _read_mask(self, batch: UnionBatch) -> torch.Tensor:
+    def _read_mask(self, batch: UnionBatch, training: bool) -> torch.Tensor:
         """The entries the model may read while training and validating: every observed one
         (``objective="reconstruct"``), or those in the first ``context_fraction`` of each
         series' own observed span (``"extrapolate"``); shape (batch, grid, channels)."""
-        return batch.mask * self._read_rows(batch).unsqueeze(-1)
+        return batch.mask * self._read_rows(batch, training).unsqueeze(-1)
 
     @staticmethod
     def _n_scored(batch: UnionBatch) -> torch.Tensor:
         """Observed values (and events, for a point process) a batch's likelihood covers."""
         count = batch.mask.sum()
-        return count if batch.events is None else count + batch.events.sum()
+        if batch.events is None:
+            return count
+        return count + scored_events(batch.events, batch.present).sum()
 
-    def _read_rows(self, batch: UnionBatch) -> torch.Tensor:
-        """Grid times the model may read, shape (batch, grid): see :meth:`_read_mask`."""
+    def _read_rows(self, batch: UnionBatch, training: bool) -> torch.Tensor:
+        """Grid times the model may read, shape (batch, grid): see :meth:`_read_mask`. A
+        ``(low, high)`` fraction is drawn per series when ``training``, else its middle."""
         if self.objective == "reconstruct":
             return torch.ones_like(batch.present)
         seen = batch.mask.sum(-1) > 0  # (batch, grid)
@@ -117,7 +122,9 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         first = torch.where(seen, times, inf).amin(-1, keepdim=True)
         last = torch.where(seen, times, -inf).amax(-1, keepdim=True)
         fraction = self.context_fraction
-        if isinstance(fraction, (tuple, list)):
+        if isinstance(fraction, (tuple, list)) and not training:
+            fraction = (float(fraction[0]) + float(fraction[1])) / 2
+        elif isinstance(fraction, (tuple, list)):
             low, high = float(fraction[0]), float(fraction[1])
             # Drawn from torch's global generator, which fit seeds: fits stay repeatable.
             fraction = low + (high - low) * torch.rand(first.shape, dtype=times.dtype,
@@ -267,7 +274,8 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         observed = ~np.isnan(packed.values)
         jacobian = float((observed * np.log(self.converter_.scaler_.std)).sum())
         if packed.events is not None:
-            jacobian -= float(packed.events.sum()) * math.log(self._model_time_per_unit())
+            jacobian -= float(packed.scored_events.sum()) * math.log(
+                self._model_time_per_unit())
         result = (total - jacobian) / max(count, 1.0)
         if not math.isfinite(result):
             raise SolverError(f"The score is not finite ({result}): the model's state "

@@ -76,7 +76,7 @@ class RNNForecaster(BaseForecaster):
         return GRUForecastNet(n_channels, int(self.hidden_dim))
 
     def _series_log_likelihood(self, module, batch, n_samples, generator):
-        read = batch.mask if generator is not None else self._read_mask(batch)
+        read = batch.mask if generator is not None else self._read_mask(batch, module.training)
         return module.log_likelihood(batch.times, batch.values, batch.mask, read_mask=read)
 
     def _predictive_means(self, module, batch, target_times, n_samples, generator):

@@ -75,12 +75,16 @@ class LatentODE(nn.Module):
     point_process : bool
         Add an event intensity λ(z(t)) and the Poisson log-likelihood of event times
         (:mod:`latode.nn.point_process`).
+    observation_std : float or None
+        Fixed standard deviation of the Gaussian observation noise (all channels, in the
+        units the values arrive in); ``None`` learns one per channel.
     """
 
     def __init__(self, n_channels: int, latent_dim: int = 8, hidden: Sequence[int] = (64, 64),
                  encoder: str = "ode-rnn", encoder_hidden: int = 32,
                  solver: SolverOptions | None = None,
-                 encoder_solver: SolverOptions | None = None, point_process: bool = False):
+                 encoder_solver: SolverOptions | None = None, point_process: bool = False,
+                 observation_std: float | None = None):
         super().__init__()
         self.solver = solver or SolverOptions()
         self.point_process = point_process
@@ -94,8 +98,13 @@ class LatentODE(nn.Module):
             # A pure point process has no value channel: the decoder's last layer is empty.
             warnings.filterwarnings("ignore", "Initializing zero-element tensors")
             self.decoder = mlp(latent_dim, (width,), n_channels)
-        # Learned per-channel observation noise, in standardised units.
-        self.log_std = nn.Parameter(torch.full((n_channels,), math.log(0.1)))
+        # Per-channel observation noise, learned from 0.1 or fixed. A buffer when fixed: the
+        # name stays "log_std", so saved weights load either way into a matching module.
+        if observation_std is None:
+            self.log_std = nn.Parameter(torch.full((n_channels,), math.log(0.1)))
+        else:
+            self.register_buffer(
+                "log_std", torch.full((n_channels,), math.log(float(observation_std))))
         if point_process:
             self.intensity = PoissonIntensity(latent_dim, (width,))
             # Shares the dynamics network: z(t) is the same with or without Λ appended.
@@ -148,6 +157,21 @@ class LatentODE(nn.Module):
         z, cumulative = state[..., :-1], state[..., -1]
         return self.decoder(z), self.intensity.log_rate(z), cumulative
 
+    @staticmethod
+    def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reparameterised draws ``mu + eps * exp(logvar / 2)``, shape (samples, *mu.shape).
+
+        ``eps`` comes from ``generator`` (a CPU generator: the same draws on any device) when
+        given, else from torch's global generator on ``mu``'s device.
+        """
+        shape = (n_samples,) + tuple(mu.shape)
+        if generator is None:
+            eps = torch.randn(shape, dtype=mu.dtype, device=mu.device)
+        else:
+            eps = torch.randn(shape, generator=generator).to(mu)
+        return mu + eps * torch.exp(0.5 * logvar)
+
     def observation_log_std(self) -> torch.Tensor:
         return self.log_std.clamp(min=math.log(1e-3))
 
@@ -183,9 +207,7 @@ class LatentODE(nn.Module):
         read = mask if enc_mask is None else enc_mask
         mu, logvar = self.posterior(times, values, read,
                                     events if enc_events is None else enc_events)
-        eps = torch.randn((n_samples,) + mu.shape, dtype=mu.dtype, device=mu.device)
-        std = torch.exp(0.5 * logvar)
-        z0 = mu + eps * std
+        z0 = self.sample_posterior(mu, logvar, n_samples)
         if self.point_process:
             mean, log_rate, cumulative = self.decode_with_intensity(z0, times[0], times)
             if window is None:
@@ -198,7 +220,7 @@ class LatentODE(nn.Module):
             "observations": masked_gaussian_log_likelihood(values, mean,
                                                            self.observation_log_std(), mask),
             "events": event_ll,
-            "log_q": torch.distributions.Normal(mu, std).log_prob(z0).sum(-1),
+            "log_q": torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z0).sum(-1),
             "log_p": torch.distributions.Normal(0.0, 1.0).log_prob(z0).sum(-1),
             "kl": gaussian_kl_standard(mu, logvar),
         }

@@ -25,7 +25,7 @@ from torch import nn
 from latode.nn.dynamics import mlp
 
 __all__ = ["PoissonIntensity", "IntensityAugmentedDynamics", "initialise_rate",
-           "poisson_log_likelihood"]
+           "poisson_log_likelihood", "scored_events"]
 
 
 class PoissonIntensity(nn.Module):
@@ -60,6 +60,22 @@ class PoissonIntensity(nn.Module):
         return F.softplus(self.net(z).squeeze(-1))
 
 
+def scored_events(events: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """The event counts a Poisson likelihood scores, shape (batch, grid).
+
+    A series whose window holds a single time (one row) has no interval over which a rate is
+    observed: its event would add log λ(t_1) with nothing to pay, rewarding λ → ∞. Such events
+    are not scored (they still reach the encoder as input). ``PackedSeries.scored_events``
+    applies the same rule to packed rows.
+
+    Parameters
+    ----------
+    events, window : Tensor, shape (batch, grid)
+        Event counts, and 1.0 at the grid times inside each series' window.
+    """
+    return events * ((window > 0).sum(-1, keepdim=True) > 1).to(events)
+
+
 def initialise_rate(intensity: PoissonIntensity, packed) -> float:
     """Start λ at the pooled homogeneous rate of ``packed`` (its maximum-likelihood value):
     events over the summed observed spans, in model time. Training then learns how λ varies
@@ -73,7 +89,7 @@ def initialise_rate(intensity: PoissonIntensity, packed) -> float:
     """
     first, last = packed.times[packed.indptr[:-1]], packed.times[packed.indptr[1:] - 1]
     exposure = float((last - first).sum())
-    rate = float(packed.events.sum()) / exposure if exposure > 0 else 1.0
+    rate = float(packed.scored_events.sum()) / exposure if exposure > 0 else 1.0
     rate = min(max(rate, 1e-6), 1e6)
     with torch.no_grad():
         bias = intensity.net[-1].bias
@@ -158,6 +174,7 @@ def poisson_log_likelihood(log_rate: torch.Tensor, cumulative: torch.Tensor,
     start = torch.gather(cumulative, -1, first.expand(shape[:-1]).unsqueeze(-1))
     end = torch.gather(cumulative, -1, last.expand(shape[:-1]).unsqueeze(-1))
     integral = (end - start).squeeze(-1) * inside.any(-1).to(log_rate)
+    events = scored_events(events, window)
     # where() rather than a product: log λ may be -inf where there is no event.
     event_term = torch.where(events > 0, events * log_rate, torch.zeros_like(log_rate))
     return event_term.sum(-1) - integral

@@ -83,7 +83,14 @@ class EarlyStopping(Callback):
         self.wait = 0
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        score = record.get(self.monitor, record.get("train_loss"))
+        key = self.monitor if self.monitor in record else "train_loss"
+        if key == "train_loss" and record.get("kl_weight", 1.0) < 1.0:
+            # An epoch of KL warm-up reports a loss with the KL term turned down: lower than
+            # the bound later epochs report, it would win as "best" unfairly. Neither the
+            # best weights nor the patience move until the objective is the full bound
+            # (validation losses always use the full bound).
+            return
+        score = record.get(key)
         if score is not None and score < self.best_score - self.min_delta:
             self.best_score = float(score)
             self.best_epoch = int(record["epoch"])

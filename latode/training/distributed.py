@@ -168,13 +168,20 @@ def agree_seed(seed: int) -> int:
     return int(buffer.item())
 
 
+def ranks_agree(value: int) -> bool:
+    """Whether every rank holds the same integer ``value`` (always in one process). Every
+    rank must call it: it is a collective."""
+    if not is_distributed():
+        return True
+    extremes = torch.tensor([int(value), -int(value)], dtype=torch.int64,
+                            device=_comm_device())
+    dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
+    return int(extremes[0]) == -int(extremes[1])
+
+
 def _check_same_seed(seed: int, what: str) -> None:
     """Raise on every rank when the ranks' seeds differ."""
-    if not is_distributed():
-        return
-    extremes = torch.tensor([int(seed), -int(seed)], dtype=torch.int64, device=_comm_device())
-    dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
-    if int(extremes[0]) != -int(extremes[1]):
+    if not ranks_agree(seed):
         raise ValueError(
             f"{what} runs under torch.distributed with {world_size()} ranks, but the ranks "
             "drew different seeds, so they would split and shuffle the data differently. "

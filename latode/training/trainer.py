@@ -136,7 +136,7 @@ class Trainer:
 
     def fit(self) -> list[dict[str, float]]:
         """Run (or resume) training; returns the history, one dict per epoch."""
-        self._resume_if_possible()
+        self._resume_on_every_rank()
         for callback in self.callbacks:
             callback.on_fit_start(self)
         try:
@@ -298,6 +298,28 @@ class Trainer:
             },
             path,
         )
+
+    def _resume_on_every_rank(self) -> None:
+        """:meth:`_resume_if_possible`, with the ranks of a distributed fit agreeing first:
+        a rank that resumed alone (a node-local ``checkpoint_dir``, or a checkpoint only one
+        rank rejects) would run other epochs than the rest and hang their collectives."""
+        try:
+            self._resume_if_possible()
+            problem = None
+        except InvalidCheckpointError as error:
+            problem = error
+        if not distributed.is_distributed():
+            if problem is not None:
+                raise problem
+            return
+        (failures,) = distributed.all_reduce_sum([problem is not None])
+        if failures or not distributed.ranks_agree(len(self.history)):
+            raise InvalidCheckpointError(
+                f"The {distributed.world_size()} ranks of this distributed fit did not resume "
+                f"from the same checkpoint (this rank: {len(self.history)} epochs"
+                f"{'; ' + str(problem) if problem else ''}). checkpoint_dir must be one "
+                "folder every rank reads (a shared file system), or empty on every rank."
+            ) from problem
 
     def _resume_if_possible(self) -> None:
         path = self._checkpoint_path()

@@ -236,6 +236,9 @@ def test_kl_warmup_ramps_the_kl_weight_per_step_and_resumes_on_the_ramp(tmp_path
     kw = dict(batch_size=4, validation_fraction=0.0, kl_warmup=4, patience=None)
     straight = small(**kw).fit(df)
     assert [r["kl_weight"] for r in straight.history_] == pytest.approx([0.375, 0.875, 1.0])
+    # A fit that ends inside the warm-up (no epoch on the full bound to compare) keeps its
+    # last weights and says so.
+    assert small(**{**kw, "kl_warmup": 100}).fit(df).best_epoch_ == 3
     assert "kl_weight" in small(batch_size=4, validation_fraction=0.0).fit(df).history_[0]
     # Killed after one epoch and resumed, the fit continues the ramp where it stopped.
     small(**{**kw, "max_epochs": 1}).fit(df, checkpoint_dir=tmp_path)
@@ -250,3 +253,42 @@ def test_learning_rate_decay_reaches_the_trainer():
     model = small(batch_size=4, validation_fraction=0.0, learning_rate=0.01, lr_decay=0.5,
                   min_learning_rate=0.002).fit(df)
     assert [r["lr"] for r in model.history_] == pytest.approx([0.0025, 0.002, 0.002])
+
+
+def test_extrapolate_objective_reads_the_prefix_drawn_in_training_and_the_middle_in_validation():
+    from latode.data import IrregularFrameConverter
+
+    n, k = 64, 11
+    df = pd.DataFrame({"unique_id": np.repeat(np.arange(n), k),
+                       "ds": np.tile(np.arange(k, dtype=float), n), "y": 1.0})
+    batch = IrregularFrameConverter(time_scale=None).fit_pack(df).union_batch()
+    position = torch.arange(k).expand(n, k)  # the grid is the k shared times, in order
+
+    def read(training, **kw):
+        return LatentODEForecaster(**kw)._read_rows(batch, training).bool()
+
+    assert read(True, objective="reconstruct").all()
+    assert torch.equal(read(True, objective="extrapolate", context_fraction=0.5), position <= 5)
+    # A range: validation reads its middle (the same rows every epoch) ...
+    ranged = dict(objective="extrapolate", context_fraction=(0.2, 0.8))
+    assert torch.equal(read(False, **ranged), position <= 5)
+    # ... training draws a cutoff per series inside the range, anew each batch.
+    torch.manual_seed(0)
+    first, second = read(True, **ranged), read(True, **ranged)
+    lengths = first.sum(-1)
+    assert lengths.min() >= 3 and lengths.max() <= 9 and len(set(lengths.tolist())) > 3
+    assert not torch.equal(first, second)
+
+
+def test_a_fixed_observation_std_stays_fixed_through_fit_and_save(tmp_path):
+    df, _ = linear_ode_frame(n=8, k=6)
+    model = small(observation_std=0.2, validation_fraction=0.0).fit(df)
+    torch.testing.assert_close(model.module_.observation_log_std().exp(),
+                               torch.tensor([0.2]))
+    model.save(tmp_path / "m.pt")
+    loaded = LatentODEForecaster.load(tmp_path / "m.pt")
+    assert loaded.observation_std == 0.2
+    pd.testing.assert_frame_equal(loaded.predict(df, horizon=[0.5], n_samples=2),
+                                  model.predict(df, horizon=[0.5], n_samples=2))
+    with pytest.raises(ValueError, match="'observation_std' parameter"):
+        small(observation_std=0.0).fit(df)

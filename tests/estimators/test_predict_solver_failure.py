@@ -132,3 +132,22 @@ def test_classifier_and_density_estimator_predict_time_failures_are_solver_error
         cnf.score_samples(X)
     with pytest.raises(SolverError, match="max_num_steps"):
         cnf.sample(3, random_state=0)
+
+
+@pytest.mark.parametrize("solver, step_size, match", [
+    ("dopri5", None, "step size underflowed"),  # the adaptive solve notices Λ = NaN
+    ("euler", 0.5, "not finite"),  # a fixed-step solve does not: our check does
+])
+def test_a_non_finite_intensity_is_an_error_in_every_point_process_method(solver, step_size,
+                                                                         match):
+    df = frame()
+    model = LatentODEForecaster(latent_dim=2, hidden=(8,), encoder="rnn", encoder_hidden=8,
+                                point_process=True, time_scale=1.0, max_epochs=1, verbose=0,
+                                random_state=0).fit(df)
+    model.set_params(solver=solver, step_size=step_size)
+    with torch.no_grad():  # λ = softplus(NaN): thinning would keep nothing, silently
+        model.module_.intensity.net[-1].bias.fill_(float("nan"))
+    with pytest.raises(SolverError, match=match):
+        model.sample_events(df, horizon=1.0, n_samples=2, random_state=0)
+    with pytest.raises(SolverError, match=match):
+        model.score_components(df, n_samples=2)

@@ -139,3 +139,23 @@ def test_encoding_ignores_grid_times_after_the_last_observation(cls):
     mu_c, _ = encoder(earlier, torch.cat([pad[:, :1], values], 1),
                       torch.cat([pad[:, :1], mask], 1))
     assert not torch.allclose(mu_a, mu_c)
+
+
+def test_a_fixed_observation_std_is_a_constant_not_a_parameter():
+    learned = model()
+    torch.manual_seed(0)
+    options = SolverOptions(rtol=1e-9, atol=1e-10)
+    fixed = LatentODE(2, latent_dim=3, hidden=(8,), encoder="rnn", encoder_hidden=6,
+                      solver=options, observation_std=0.05).double()
+    assert "log_std" not in dict(fixed.named_parameters())
+    assert len(list(fixed.parameters())) == len(list(learned.parameters())) - 1
+    # Same weights, the learned noise set to 0.05: the same bound, term for term.
+    state = learned.state_dict()
+    state["log_std"] = torch.full((2,), math.log(0.05), dtype=torch.float64)
+    learned.load_state_dict(state)
+    fixed.load_state_dict(state)
+    torch.testing.assert_close(elbo_sum(fixed), elbo_sum(learned))
+    elbo_sum(fixed).backward()
+    assert fixed.log_std.grad is None
+    torch.testing.assert_close(fixed.observation_log_std().exp(),
+                               torch.full((2,), 0.05, dtype=torch.float64))

@@ -5,15 +5,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 from latode._numerics import CountedDynamics, SolverOptions, count_nfe, odeint_checked
+from latode.data import IrregularFrameConverter
 from latode.nn.latent_ode import LatentODE
 from latode.nn.point_process import (
     IntensityAugmentedDynamics,
     PoissonIntensity,
+    initialise_rate,
     poisson_log_likelihood,
 )
 
@@ -85,6 +88,30 @@ def test_log_likelihood_matches_direct_computation():
 
     expected = [direct([0, 2, 2, 4], 0, 5), direct([1, 3], 1, 4)]
     torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64))
+
+
+def test_a_window_of_one_time_scores_nothing_however_large_the_rate():
+    # Series 1 has one row (at grid time 2): no interval, no exposure. Its event would add
+    # log λ with nothing to pay; it is not scored, so raising λ cannot buy likelihood.
+    grid = torch.arange(4, dtype=torch.float64)
+    events = torch.tensor([[1.0, 0, 1, 0], [0, 0, 1, 0]], dtype=torch.float64)
+    window = torch.tensor([[1.0, 1, 1, 0], [0, 0, 1, 0]], dtype=torch.float64)
+    for rate in (1.0, 1e6):
+        got = poisson_log_likelihood(torch.full((2, 4), math.log(rate), dtype=torch.float64),
+                                     rate * grid.expand(2, 4), events, window)
+        assert float(got[1]) == 0.0
+        assert float(got[0]) == pytest.approx(2 * math.log(rate) - 2 * rate)
+
+
+def test_initial_rate_ignores_series_of_one_row():
+    two = pd.DataFrame({"unique_id": ["a"] * 5, "ds": [0.0, 1, 2, 3, 4], "y": 1.0})
+    lone = pd.DataFrame({"unique_id": ["b"], "ds": [2.0], "y": 1.0})
+    rates = []
+    for frame in (two, pd.concat([two, lone])):
+        packed = IrregularFrameConverter(time_scale=None, point_process=True).fit_pack(frame)
+        rates.append(initialise_rate(PoissonIntensity(2, (4,)), packed))
+    # 5 events over a span of 4 model units (scaled as the converter scales), either way.
+    assert rates[0] == pytest.approx(rates[1])
 
 
 def test_log_likelihood_broadcasts_over_samples():

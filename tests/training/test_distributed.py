@@ -56,6 +56,7 @@ WORKER = textwrap.dedent('''
     import torch
 
     from latode import LatentODEForecaster, ODENetClassifier, RNNForecaster
+    from latode.exceptions import InvalidCheckpointError
     from latode.training import distributed
     from test_distributed import (CLASSIFIER_PARAMS, RNN_PARAMS, classification_data,
                                   series_frame)
@@ -63,6 +64,14 @@ WORKER = textwrap.dedent('''
     out = Path(sys.argv[1])
     df = series_frame()
     rnn = RNNForecaster(**RNN_PARAMS).fit(df, checkpoint_dir=out / "checkpoints")
+    # Rank 1 pointed at another (empty) folder: rank 0 would resume at epoch 3 and rank 1
+    # start at 0, and their collectives would hang. Both ranks must raise instead.
+    try:
+        RNNForecaster(**{**RNN_PARAMS, "max_epochs": 4}).fit(
+            df, checkpoint_dir=out / ("checkpoints" if distributed.rank() == 0 else "apart"))
+        resumed_apart = None
+    except InvalidCheckpointError as error:
+        resumed_apart = str(error)
     clf = ODENetClassifier(**CLASSIFIER_PARAMS).fit(*classification_data())
     # random_state=None: the ranks draw different seeds and must agree on rank 0's.
     lode = LatentODEForecaster(latent_dim=2, hidden=(8,), encoder="rnn", solver="rk4",
@@ -73,6 +82,7 @@ WORKER = textwrap.dedent('''
         "rnn": (rnn.module_.state_dict(), rnn.history_),
         "classifier": (clf.module_.state_dict(), clf.history_),
         "latent_ode": lode.module_.state_dict(),
+        "resumed_apart": resumed_apart,
     }, out / f"rank{distributed.rank()}.pt")
     distributed.finish()
 ''')
@@ -123,6 +133,12 @@ def test_two_gloo_ranks_fit_what_one_process_fits(tmp_path):
     # Summed gradients are the same on every rank, so the weights stay identical.
     for name, tensor in ranks[0]["latent_ode"].items():
         assert torch.equal(tensor, ranks[1]["latent_ode"][name]), name
+    # Ranks that would resume from different checkpoints both stop with the same advice.
+    for r in ranks:
+        assert "did not resume from the same checkpoint" in r["resumed_apart"]
+        assert "shared file system" in r["resumed_apart"]
+    assert "this rank: 3 epochs" in ranks[0]["resumed_apart"]
+    assert "this rank: 0 epochs" in ranks[1]["resumed_apart"]
     # Rank 0 wrote the checkpoint, and it holds the fit's history.
     checkpoint = torch.load(tmp_path / "checkpoints" / "checkpoint.pt", weights_only=False)
     assert len(checkpoint["history"]) == RNN_PARAMS["max_epochs"]

@@ -208,3 +208,23 @@ def test_resumed_fit_continues_the_schedule_and_step_count(tmp_path):
     assert resumed.global_step == straight.global_step == 24
     assert _without_time(resumed.history) == _without_time(straight.history)
     assert resumed.learning_rate == pytest.approx(straight.learning_rate)
+
+
+def test_annealed_epochs_are_not_compared_with_the_full_objective():
+    # A KL-style warm-up: the penalty's weight ramps 1/8 ... 1 over the first 8 steps (two
+    # epochs). The penalty is large and constant, so the annealed epochs have the lowest
+    # training losses; without a validation split they must still not be kept as best.
+    x, y = regression_problem()
+    step = {"n": 0}
+
+    def annealed(m, idx):
+        step["n"] += 1
+        weight = min(1.0, step["n"] / 8)
+        loss = ((m(x[idx]).squeeze(-1) - y[idx]) ** 2).mean() + weight * 100.0
+        return loss, {"kl_weight": weight}
+
+    early = EarlyStopping(patience=None)
+    history = make_trainer(loss=annealed, validate=None, max_epochs=4,
+                           callbacks=[early]).fit()
+    assert history[0]["train_loss"] < history[3]["train_loss"]
+    assert early.best_epoch == 4  # the fit improves on the full objective: epoch 4 is best
