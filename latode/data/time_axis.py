@@ -105,7 +105,7 @@ class TimeAxis:
 
         ``argument`` (the frame's parameter name, e.g. ``"context_df"``) is named in errors.
         """
-        kind = time_kind(times, name)
+        kind = time_kind(times, name, argument)
         if kind != self.kind:
             where = f" of {argument}" if argument else ""
             raise TypeError(

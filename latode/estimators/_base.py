@@ -11,6 +11,7 @@ Concrete estimators inherit :class:`TorchEstimator`, declare their own parameter
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from pathlib import Path
@@ -104,6 +105,16 @@ def seed_from(random_state: int | None) -> int:
         raise ValueError(f"random_state must be None or an int in [0, 2**32 - 1]; got "
                          f"{random_state!r}.") from error
     return int(rng.randint(0, 2**31 - 1))
+
+
+@contextlib.contextmanager
+def seeded_by(generator: torch.Generator):
+    """Run the block with torch's global CPU generator seeded from ``generator``, restoring
+    it afterwards: code that draws from the global generator (a module's own ``randn``)
+    becomes repeatable under the caller's seed without disturbing the user's stream."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        yield
 
 
 def to_plain(value: Any) -> Any:

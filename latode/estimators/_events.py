@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from latode.data.packing import solver_grid
-from latode.estimators._base import seed_from
+from latode.estimators._base import seed_from, seeded_by
 from latode.estimators._forecast_output import (
     _FORECAST_REMEDY,
     _check_quantiles,
@@ -222,8 +222,7 @@ class PointProcessMixin:
         generator = torch.Generator().manual_seed(seed_from(random_state))
         device = next(self.module_.parameters()).device
         sums = {"observations": 0.0, "events": 0.0, "kl": 0.0}
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        with torch.no_grad(), seeded_by(generator):
             for batch in packed.union_batches(np.arange(packed.n_series),
                                               int(self.batch_size), device=device):
                 terms = self.module_.elbo_terms(batch.times, batch.values, batch.mask,
@@ -239,13 +238,11 @@ class PointProcessMixin:
             )
         n_values = float((~np.isnan(packed.values)).sum())
         n_events = float(packed.scored_events.sum())
-        jacobian = float((~np.isnan(packed.values) * np.log(self.converter_.scaler_.std)).sum())
-        # Rates per user unit: each event's log λ gains log(model time per unit); with no
-        # events the term is only -∫λ dt, which the change of units leaves as it is.
-        units = float(np.log(self._model_time_per_unit())) if n_events else 0.0
+        values_jacobian, per_event = self._log_unit_change(packed)
+        # With no events the term is only -∫λ dt, which the change of units leaves alone.
         return {
-            "observations": (sums["observations"] - jacobian) / max(n_values, 1.0),
-            "events": sums["events"] / max(n_events, 1.0) + units,
+            "observations": (sums["observations"] - values_jacobian) / max(n_values, 1.0),
+            "events": sums["events"] / max(n_events, 1.0) + (per_event if n_events else 0.0),
             "kl": sums["kl"] / packed.n_series,
             "total": self.score(df, n_samples=n_samples, random_state=random_state),
         }

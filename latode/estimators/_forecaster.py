@@ -269,18 +269,23 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
                                        device=device)
         with torch.no_grad():
             total, count = self._log_likelihood_sum(self.module_, batches, n_samples, generator)
-        # Densities of standardised values -> densities in the user's units; event-time
-        # densities from model time to the unit of event_rate_unit().
-        observed = ~np.isnan(packed.values)
-        jacobian = float((observed * np.log(self.converter_.scaler_.std)).sum())
-        if packed.events is not None:
-            jacobian -= float(packed.scored_events.sum()) * math.log(
-                self._model_time_per_unit())
-        result = (total - jacobian) / max(count, 1.0)
+        values_jacobian, per_event = self._log_unit_change(packed)
+        n_events = 0.0 if packed.events is None else float(packed.scored_events.sum())
+        result = (total - values_jacobian + n_events * per_event) / max(count, 1.0)
         if not math.isfinite(result):
             raise SolverError(f"The score is not finite ({result}): the model's state "
                               f"diverged on df. {_FORECAST_REMEDY}")
         return result
+
+    def _log_unit_change(self, packed: PackedSeries) -> tuple[float, float]:
+        """From log-densities in model units to the user's units, for ``packed``: the sum of
+        log(channel std) over its observed values (to subtract: densities of standardised
+        values), and log(model time per user time unit) (to add once per scored event:
+        event rates per the user's unit; 0 without a point process)."""
+        observed = ~np.isnan(packed.values)
+        values_jacobian = float((observed * np.log(self.converter_.scaler_.std)).sum())
+        per_event = 0.0 if packed.events is None else math.log(self._model_time_per_unit())
+        return values_jacobian, per_event
 
     # ------------------------------------------------------------- persistence
     def _fitted_state(self) -> dict:

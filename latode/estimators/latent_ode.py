@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 from latode._params import InstanceOf, Interval, Options
+from latode.estimators._base import seeded_by
 from latode.estimators._events import PointProcessMixin
 from latode.estimators._forecaster import FORECASTER_CONSTRAINTS, BaseForecaster
 from latode.nn.latent_ode import LatentODE
@@ -220,8 +219,7 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
     def _series_log_likelihood(self, module, batch, n_samples, generator):
         if generator is not None:
             # Draw z0 noise from the caller's generator so scores are repeatable.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+            with seeded_by(generator):
                 bound, _ = self._bound(module, batch, n_samples, True, full_read=True)
             return bound
         k = int(self.n_iwae_samples)
