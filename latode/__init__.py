@@ -7,7 +7,7 @@ private modules or subpackages.
 from latode import datasets
 from latode.estimators import LatentODEForecaster, RNNForecaster
 from latode.estimators.classifier import ODENetClassifier, ResNetClassifier
-from latode.estimators.density import CNFDensityEstimator
+from latode.estimators.density import CNFDensityEstimator, PlanarFlowDensityEstimator
 from latode.exceptions import (
     InvalidCheckpointError,
     LatodeError,
@@ -25,6 +25,7 @@ __all__ = [
     "LatodeError",
     "NotFittedError",
     "ODENetClassifier",
+    "PlanarFlowDensityEstimator",
     "ResNetClassifier",
     "RNNForecaster",
     "SolverError",

@@ -34,7 +34,7 @@ from latode.training import (
     safe_load,
 )
 
-__all__ = ["TorchEstimator", "COMMON_CONSTRAINTS", "resolve_device", "seed_from"]
+__all__ = ["TorchEstimator", "COMMON_CONSTRAINTS", "SCHEDULE_CONSTRAINTS", "resolve_device", "seed_from"]
 
 FORMAT_VERSION = 1
 
@@ -57,6 +57,12 @@ COMMON_CONSTRAINTS: dict[str, list] = {
         InstanceOf(str, torch.device, description="'auto', 'cpu', 'cuda', 'cuda:N' or a device")
     ],
     "verbose": [Interval(int, 0, None)],
+}
+
+#: The exponential learning-rate schedule of estimators that offer one (see Trainer).
+SCHEDULE_CONSTRAINTS: dict[str, list] = {
+    "lr_decay": [Interval(float, 0, 1, closed="right")],
+    "min_learning_rate": [Interval(float, 0, None)],
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from latode._params import InstanceOf, Interval, Options
-from latode.estimators._base import seeded_by
+from latode.estimators._base import SCHEDULE_CONSTRAINTS, seeded_by
 from latode.estimators._events import PointProcessMixin
 from latode.estimators._forecaster import FORECASTER_CONSTRAINTS, BaseForecaster
 from latode.nn.latent_ode import LatentODE
@@ -121,8 +121,7 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         "n_iwae_samples": [Interval(int, 1, None)],
         "point_process": [InstanceOf(bool)],
         "event_col": [InstanceOf(type(None), str)],
-        "lr_decay": [Interval(float, 0, 1, closed="right")],
-        "min_learning_rate": [Interval(float, 0, None)],
+        **SCHEDULE_CONSTRAINTS,
         "kl_warmup": [Interval(int, 0, None)],
         "observation_std": [InstanceOf(type(None)), Interval(float, 0, None, closed="neither")],
     }

@@ -86,11 +86,14 @@ class PlanarFlow(nn.Module):
         u_hat, uw = self._constrained_u()
         z = x
         log_det = torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
-        for k in range(self.n_layers):
-            activation = torch.tanh(z @ self.w[k] + self.b[k])
-            z = z + activation[:, None] * u_hat[k]
+        # unbind once: indexing w[k] in the loop would give every layer's backward a zero
+        # gradient of all K layers to fill and add, K² work per step.
+        layers = zip(self.w.unbind(0), self.b.unbind(0), u_hat.unbind(0), uw.unbind(0))
+        for w, b, u_hat_k, uw_k in layers:
+            activation = torch.tanh(z @ w + b)
+            z = z + activation[:, None] * u_hat_k
             # 1 + (1 - tanh²) ûᵀw ≥ δ > 0 because ûᵀw ≥ -1 + δ.
-            log_det = log_det + torch.log1p((1 - activation.pow(2)) * uw[k])
+            log_det = log_det + torch.log1p((1 - activation.pow(2)) * uw_k)
         return z, log_det
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:

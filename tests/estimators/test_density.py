@@ -115,7 +115,8 @@ def test_rnode_regularisers_under_the_adjoint_are_recorded():
     [({"trace": "approx"}, "'trace'"), ({"regularization": {"kinetc": 1.0}}, "'regularization'"),
      ({"regularization": {"kinetic": -1.0}}, "'regularization'"),
      ({"regularization": -0.5}, "'regularization'"), ({"hidden": (0,)}, "'hidden'"),
-     ({"noise": "uniform"}, "'noise'"), ({"integration_time": 0.0}, "'integration_time'")],
+     ({"noise": "uniform"}, "'noise'"), ({"integration_time": 0.0}, "'integration_time'"),
+     ({"eval_rtol": 0.0}, "'eval_rtol'"), ({"eval_atol": "tight"}, "'eval_atol'")],
 )
 def test_bad_parameters_are_named(params, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -143,3 +144,40 @@ def test_planar_flow_learns_the_correlation():
     held_out = flow.score_samples(gaussian_data(1000, seed=1))
     assert held_out.mean() == pytest.approx(gaussian_log_density(gaussian_data(1000, 1)).mean(),
                                             abs=0.1)
+
+
+@pytest.mark.parametrize("estimator", [CNFDensityEstimator(**SMALL_CNF),
+                                       PlanarFlowDensityEstimator(**SMALL_PLANAR)],
+                         ids=["cnf", "planar"])
+def test_learning_rate_decays_per_step_to_its_floor(estimator):
+    # 128 rows, 10% held out, batches of 64: two steps per epoch, so 0.1 -> 0.025 -> 0.02.
+    X = gaussian_data(128, seed=3)
+    estimator.set_params(learning_rate=0.1, lr_decay=0.5, min_learning_rate=0.02,
+                         random_state=0).fit(X)
+    assert [r["lr"] for r in estimator.history_] == pytest.approx([0.025, 0.02, 0.02])
+
+
+@pytest.mark.parametrize("params", [{"lr_decay": 0.0}, {"lr_decay": 1.5},
+                                    {"min_learning_rate": -1.0}])
+def test_bad_schedule_is_named(params):
+    name = next(iter(params))
+    for estimator in (CNFDensityEstimator(**params), PlanarFlowDensityEstimator(**params)):
+        with pytest.raises(ValueError, match=f"'{name}'"):
+            estimator.fit(np.zeros((10, 2)))
+
+
+def test_evaluation_tolerances_set_the_reported_densities_and_samples():
+    X = gaussian_data(400, seed=4)
+    cnf = CNFDensityEstimator(hidden=(16,), rtol=1e-2, atol=1e-2, eval_rtol=1e-7,
+                              eval_atol=1e-7, max_epochs=8, batch_size=100, learning_rate=2e-2,
+                              random_state=0, device="cpu").fit(X)
+    tight, tight_draws = cnf.score_samples(X), cnf.sample(50, random_state=1)
+    # The same weights solved with the training tolerances as the evaluation ones: the
+    # reported densities come from the tight solve, which the loose one visibly misses.
+    cnf.set_params(eval_rtol=None, eval_atol=None)
+    loose, loose_draws = cnf.score_samples(X), cnf.sample(50, random_state=1)
+    cnf.set_params(rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(cnf.score_samples(X), tight, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(cnf.sample(50, random_state=1), tight_draws, rtol=0, atol=1e-5)
+    assert np.abs(loose - tight).max() > 1e-4
+    assert np.abs(loose_draws - tight_draws).max() > 1e-4
