@@ -89,3 +89,22 @@ def test_cnf_density_estimator_fits_alike_on_cuda_and_cpu():
     np.testing.assert_allclose(gpu.score_samples(X[:16]), cpu.score_samples(X[:16]),
                                rtol=1e-3, atol=1e-3)
     assert gpu.sample(5, random_state=0).shape == (5, 2)
+
+
+def test_interrupted_latent_ode_fit_on_cuda_resumes_its_gpu_draws(tmp_path):
+    # The latent ODE draws its posterior noise on the GPU; a fit resumed from the checkpoint
+    # of epoch 2 must continue that generator's stream, not restart it.
+    def fit(max_epochs, checkpoint_dir=None):
+        return LatentODEForecaster(max_epochs=max_epochs, batch_size=6, random_state=0,
+                                   verbose=0, device="cuda", patience=None,
+                                   **{**LATENT_ODE, "learning_rate": 1e-2}).fit(
+            series_frame(), checkpoint_dir=checkpoint_dir)
+
+    straight = fit(4)
+    fit(2, tmp_path)
+    resumed = fit(4, tmp_path)
+
+    def losses(model):
+        return [r["train_loss"] for r in model.history_]
+
+    assert losses(resumed) == losses(straight)

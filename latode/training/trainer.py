@@ -294,6 +294,11 @@ class Trainer:
                 "global_step": self.global_step,
                 "generator": self.generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
+                # Training draws on a GPU come from its own generator (the latent ODE's
+                # posterior noise): without its state a resumed fit would draw anew.
+                "cuda_rng": (torch.cuda.get_rng_state_all()
+                             if torch.cuda.is_available() and torch.cuda.is_initialized()
+                             else None),
                 "callbacks": [cb.state_dict() for cb in self.callbacks],
             },
             path,
@@ -342,6 +347,10 @@ class Trainer:
         self.global_step = int(state.get("global_step", 0))
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        cuda_rng = state.get("cuda_rng")
+        if cuda_rng is not None and torch.cuda.is_available() \
+                and len(cuda_rng) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_rng)
         for callback, cb_state in zip(self.callbacks, state["callbacks"]):
             callback.load_state_dict(cb_state)
         self.resumed_from_epoch = len(self.history)
