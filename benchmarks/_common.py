@@ -30,6 +30,7 @@ __all__ = [
     "benchmark_args",
     "environment",
     "format_table",
+    "map_jobs",
     "median",
     "print_table",
     "ratio",
@@ -39,6 +40,21 @@ __all__ = [
 ]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def map_jobs(function: Callable, tasks: Sequence, jobs: int) -> list:
+    """``[function(task) for task in tasks]``, in ``jobs`` spawned processes when jobs > 1.
+
+    ``function`` must be a module-level function of the script (spawned workers import it).
+    """
+    if jobs <= 1:
+        return [function(task) for task in tasks]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        return list(pool.map(function, tasks))
 
 
 def benchmark_args(description: str, argv: Sequence[str] | None = None,

@@ -23,7 +23,7 @@ Jacobian-Frobenius penalties at two weights; the table gives NFE per training st
 solves; backprop through the solver adds no evaluations), NFE at evaluation, and the held-out
 log-likelihood.
 
-Run ``python benchmarks/cnf.py --jobs 2 --cache DIR`` (about 1.5 hours on 2 CPU cores; an
+Run ``python benchmarks/cnf.py --jobs 2 --cache DIR`` (about 1 hour on 2 CPU cores; an
 interrupted run resumes from DIR) or ``--quick`` (< 1 minute).
 """
 
@@ -31,14 +31,12 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS_DIR, benchmark_args, print_table, ratio, write_results
+from _common import RESULTS_DIR, benchmark_args, map_jobs, print_table, ratio, write_results
 from sklearn.datasets import make_circles, make_moons
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import GridSearchCV
@@ -140,9 +138,11 @@ def n_parameters(estimator) -> int:
     return int(sum(p.numel() for p in estimator.module_.parameters()))
 
 
-def cnf_run(X_train, X_test, config, regularization=None) -> tuple[CNFDensityEstimator, dict]:
+def cnf_run(X_train, X_test, config, regularization=None,
+            **overrides) -> tuple[CNFDensityEstimator, dict]:
+    """Fit a CNF with CNF_SETTINGS (changed by ``overrides``) and the step budget; score it."""
     start = time.perf_counter()
-    cnf = CNFDensityEstimator(**CNF_SETTINGS, regularization=regularization,
+    cnf = CNFDensityEstimator(**{**CNF_SETTINGS, **overrides}, regularization=regularization,
                               **epoch_budget(len(X_train), config))
     cnf.fit(X_train)
     fit_s = time.perf_counter() - start
@@ -154,6 +154,24 @@ def cnf_run(X_train, X_test, config, regularization=None) -> tuple[CNFDensityEst
         "nfe_per_step": float(np.mean(steps)), "nfe_per_step_last_epoch": steps[-1],
         "nfe_eval": count_nfe(cnf.module_) / max(1, math.ceil(len(X_test) / 4096)),
     }
+
+
+def rnode_entry(name: str, weight: float, plain: dict, reg: dict) -> dict:
+    """One RNODE row from the :func:`cnf_run` results without and with the penalties; the
+    target is 2x fewer NFE per training step at a log-likelihood within 0.05 nats."""
+    entry = {
+        "dataset": name, "weight": weight, "nfe_step_plain": plain["nfe_per_step"],
+        "nfe_step_rnode": reg["nfe_per_step"],
+        "nfe_step_ratio": ratio(plain["nfe_per_step"], reg["nfe_per_step"]),
+        "nfe_eval_plain": plain["nfe_eval"], "nfe_eval_rnode": reg["nfe_eval"],
+        "nfe_eval_ratio": ratio(plain["nfe_eval"], reg["nfe_eval"]),
+        "loglik_plain": plain["log_lik"], "loglik_rnode": reg["log_lik"],
+        "loglik_gap": plain["log_lik"] - reg["log_lik"],
+        "epochs_plain": plain["epochs"], "epochs_rnode": reg["epochs"],
+        "fit_s_plain": plain["fit_s"], "fit_s_rnode": reg["fit_s"],
+    }
+    entry["target_met"] = bool(entry["nfe_step_ratio"] >= 2 and entry["loglik_gap"] <= 0.05)
+    return entry
 
 
 def evaluate_set(name, X_train, X_test, config) -> tuple[dict, dict, dict]:
@@ -188,19 +206,7 @@ def evaluate_set(name, X_train, X_test, config) -> tuple[dict, dict, dict]:
     rnode = []
     for weight in RNODE_WEIGHTS if name in config["rnode_sets"] else ():
         _, reg = cnf_run(X_train, X_test, config, regularization=weight)
-        entry = {
-            "dataset": name, "weight": weight, "nfe_step_plain": plain["nfe_per_step"],
-            "nfe_step_rnode": reg["nfe_per_step"],
-            "nfe_step_ratio": ratio(plain["nfe_per_step"], reg["nfe_per_step"]),
-            "nfe_eval_plain": plain["nfe_eval"], "nfe_eval_rnode": reg["nfe_eval"],
-            "nfe_eval_ratio": ratio(plain["nfe_eval"], reg["nfe_eval"]),
-            "loglik_plain": plain["log_lik"], "loglik_rnode": reg["log_lik"],
-            "loglik_gap": plain["log_lik"] - reg["log_lik"],
-            "epochs_plain": plain["epochs"], "epochs_rnode": reg["epochs"],
-            "fit_s_plain": plain["fit_s"], "fit_s_rnode": reg["fit_s"],
-        }
-        entry["target_met"] = bool(entry["nfe_step_ratio"] >= 2 and entry["loglik_gap"] <= 0.05)
-        rnode.append(entry)
+        rnode.append(rnode_entry(name, weight, plain, reg))
     return row, rnode, {"CNF": cnf, "planar flow": planar, "GMM": gmm, "KDE": kde}
 
 
@@ -287,12 +293,7 @@ def main() -> None:
              for name, X_train, X_test in datasets]
     # The RNODE sets fit three CNFs: start them first so parallel workers finish together.
     order = sorted(range(len(tasks)), key=lambda i: tasks[i][0] not in config["rnode_sets"])
-    if args.jobs > 1:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-            results = dict(zip(order, pool.map(run_set, [tasks[i] for i in order])))
-    else:
-        results = {i: run_set(tasks[i]) for i in order}
+    results = dict(zip(order, map_jobs(run_set, [tasks[i] for i in order], args.jobs)))
     rows = [results[i][0] for i in range(len(tasks))]
     rnode_rows = [entry for i in range(len(tasks)) for entry in results[i][1]]
     suffix = "-quick" if args.quick else ""

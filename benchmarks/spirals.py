@@ -32,15 +32,13 @@ Run ``python benchmarks/spirals.py --jobs 2`` (about 70 min on two CPU cores) or
 from __future__ import annotations
 
 import math
-import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from _common import benchmark_args, median, print_table, stopwatch, write_results
+from _common import benchmark_args, map_jobs, median, print_table, stopwatch, write_results
 
 from latode._numerics import count_nfe, reset_nfe
 from latode.datasets import make_spirals
@@ -190,12 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = QUICK if args.quick else FULL
     tasks = [(size, config, args.threads) for size in config["sizes"]]
     with stopwatch() as total:
-        if args.jobs > 1:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-                results = list(pool.map(run_size_task, tasks))
-        else:
-            results = [run_size_task(task) for task in tasks]
+        results = map_jobs(run_size_task, tasks, args.jobs)
     rows = [row for size_rows, _ in results for row in size_rows]
     plots = {size: plot for size, (_, plot) in zip(config["sizes"], results)}
     table = []
