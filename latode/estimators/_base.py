@@ -34,7 +34,8 @@ from latode.training import (
     safe_load,
 )
 
-__all__ = ["TorchEstimator", "COMMON_CONSTRAINTS", "SCHEDULE_CONSTRAINTS", "resolve_device", "seed_from"]
+__all__ = ["TorchEstimator", "COMMON_CONSTRAINTS", "SCHEDULE_CONSTRAINTS", "resolve_device",
+           "seed_from"]
 
 FORMAT_VERSION = 1
 

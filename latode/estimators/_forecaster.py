@@ -122,13 +122,14 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         first = torch.where(seen, times, inf).amin(-1, keepdim=True)
         last = torch.where(seen, times, -inf).amax(-1, keepdim=True)
         fraction = self.context_fraction
-        if isinstance(fraction, (tuple, list)) and not training:
-            fraction = (float(fraction[0]) + float(fraction[1])) / 2
-        elif isinstance(fraction, (tuple, list)):
+        if isinstance(fraction, (tuple, list)):
             low, high = float(fraction[0]), float(fraction[1])
-            # Drawn from torch's global generator, which fit seeds: fits stay repeatable.
-            fraction = low + (high - low) * torch.rand(first.shape, dtype=times.dtype,
-                                                       device=times.device)
+            if training:
+                # Drawn from torch's global generator, which fit seeds: fits stay repeatable.
+                fraction = low + (high - low) * torch.rand(first.shape, dtype=times.dtype,
+                                                           device=times.device)
+            else:
+                fraction = (low + high) / 2
         cutoff = first + fraction * (last - first)
         return (times <= cutoff).to(batch.mask)
 

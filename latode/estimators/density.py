@@ -132,10 +132,10 @@ class CNFDensityEstimator(FlowDensityEstimator):
     def __init__(self, hidden=(64, 64), *, time_dependent=True, integration_time=1.0,
                  trace="auto", noise="rademacher", regularization=None, solver="dopri5",
                  rtol=1e-5, atol=1e-5, eval_rtol=None, eval_atol=None, adjoint=False,
-                 step_size=None, max_num_steps=1000,
-                 max_epochs=100, batch_size=512, learning_rate=5e-3, lr_decay=1.0,
-                 min_learning_rate=0.0, weight_decay=0.0, grad_clip=None, patience=10,
-                 validation_fraction=0.1, random_state=None, device="auto", verbose=0):
+                 step_size=None, max_num_steps=1000, max_epochs=100, batch_size=512,
+                 learning_rate=5e-3, lr_decay=1.0, min_learning_rate=0.0, weight_decay=0.0,
+                 grad_clip=None, patience=10, validation_fraction=0.1, random_state=None,
+                 device="auto", verbose=0):
         self.hidden = hidden
         self.time_dependent = time_dependent
         self.integration_time = integration_time

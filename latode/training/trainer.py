@@ -296,8 +296,7 @@ class Trainer:
                 "torch_rng": torch.get_rng_state(),
                 # Training draws on a GPU come from its own generator (the latent ODE's
                 # posterior noise): without its state a resumed fit would draw anew.
-                "cuda_rng": (torch.cuda.get_rng_state_all()
-                             if torch.cuda.is_available() and torch.cuda.is_initialized()
+                "cuda_rng": (torch.cuda.get_rng_state_all() if torch.cuda.is_initialized()
                              else None),
                 "callbacks": [cb.state_dict() for cb in self.callbacks],
             },
