@@ -266,13 +266,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from latode.training import distributed
 
     # Under torchrun every rank fits (data-parallel); rank 0 alone writes and reports.
+    failed = True
     try:
         estimator.fit(data, tracking=tracking)
-        if not distributed.is_main():
-            return 0
-        return _write_fitted(args, estimator)
+        status = _write_fitted(args, estimator) if distributed.is_main() else 0
+        failed = False
+        return status
     finally:
-        distributed.finish()
+        distributed.finish(wait=not failed)
 
 
 def _write_fitted(args: argparse.Namespace, estimator) -> int:

@@ -101,9 +101,16 @@ def init_from_env(device: str | torch.device | None = None) -> bool:
     return True
 
 
-def finish() -> None:
-    """Leave the process group (if this process joined one); the CLI calls it at exit."""
+def finish(wait: bool = True) -> None:
+    """Leave the process group (if this process joined one); the CLI calls it at exit.
+
+    ``wait`` meets every rank at a barrier first: a rank that tears gloo down while a peer
+    still talks to it can abort ("terminate called without an active exception"). Pass
+    ``False`` from a rank leaving on an error, whose peers may never reach the barrier.
+    """
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
