@@ -1,4 +1,5 @@
-"""Data sets for irregular time series: synthetic generators and offline loaders.
+"""Data sets for irregular time series: synthetic generators and offline loaders; and the
+2-D toy densities, with their exact log-densities, for density estimators.
 
 Every loader returns long frames (``unique_id``, ``ds``, one float column per channel, NaN
 where a channel was not observed), sorted by ``unique_id, ds``.
@@ -12,6 +13,7 @@ from latode.datasets._physionet import (
 )
 from latode.datasets._rdata import PBCSEQ_LABS, load_coal, load_pbcseq
 from latode.datasets._spirals import SpiralsData, make_spirals
+from latode.datasets._toy2d import TOY2D_NAMES, make_toy2d, toy2d_log_density
 from latode.datasets.idx import load_idx, read_idx
 
 __all__ = [
@@ -20,11 +22,14 @@ __all__ = [
     "PHYSIONET2012_VARIABLES",
     "PeriodicData",
     "SpiralsData",
+    "TOY2D_NAMES",
     "load_coal",
     "load_idx",
     "load_pbcseq",
     "load_physionet2012",
     "make_periodic",
     "make_spirals",
+    "make_toy2d",
     "read_idx",
+    "toy2d_log_density",
 ]
