@@ -37,13 +37,14 @@ TOY2D_NAMES = ("moons", "circles", "8gaussians", "checkerboard", "2spirals")
 # / 180, is below 1e-5.
 CURVE_POINTS = 2001
 _LOG_2PI = np.log(2 * np.pi)
+# The 8 Gaussians' means before FFJORD's division of the draws by 1.414.
+_EIGHT_CENTERS = 4 * np.c_[np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)]
 
 
-def _check_name(func: str, name: Any) -> str:
+def _check_name(func: str, name: Any) -> None:
     if name not in TOY2D_NAMES:
         raise ValueError(f"{func}: unknown toy density {name!r}; use one of "
                          f"{', '.join(map(repr, TOY2D_NAMES))}.")
-    return name
 
 
 def make_toy2d(name: str, n_samples: int, random_state: Any = None) -> np.ndarray:
@@ -79,9 +80,7 @@ def make_toy2d(name: str, n_samples: int, random_state: Any = None) -> np.ndarra
             return make_moons(n, noise=0.1, random_state=seed)[0] * 2 + np.array([-1.0, -0.2])
         return make_circles(n, factor=0.5, noise=0.08, random_state=seed)[0] * 3
     if name == "8gaussians":
-        angles = np.arange(8) * np.pi / 4
-        centers = 4 * np.c_[np.cos(angles), np.sin(angles)]
-        return (centers[rng.integers(0, 8, n)] + 0.5 * rng.normal(size=(n, 2))) / 1.414
+        return (_EIGHT_CENTERS[rng.integers(0, 8, n)] + 0.5 * rng.normal(size=(n, 2))) / 1.414
     if name == "checkerboard":
         x1 = rng.uniform(size=n) * 4 - 2
         x2 = rng.uniform(size=n) - rng.integers(0, 2, n) * 2 + np.floor(x1) % 2
@@ -125,9 +124,7 @@ def toy2d_log_density(name: str, X: Any) -> np.ndarray:
         inside = (np.abs(u) < 2).all(1) & ((np.floor(u[:, 0]) % 2) == (np.floor(u[:, 1]) % 2))
         return np.where(inside, -np.log(32.0), -np.inf)
     if name == "8gaussians":
-        angles = np.arange(8) * np.pi / 4
-        centers = 4 * np.c_[np.cos(angles), np.sin(angles)] / 1.414
-        return _gaussian_blur_log_density(X, centers, 0.5 / 1.414)
+        return _gaussian_blur_log_density(X, _EIGHT_CENTERS / 1.414, 0.5 / 1.414)
     fraction, log_weight = _simpson_nodes()
     if name == "moons":
         theta = np.pi * fraction
