@@ -66,7 +66,8 @@ class SolverOptions:
     max_num_steps : int
         Step budget of an adaptive solve; exceeding it raises :class:`SolverError`.
     time_budget : float or None
-        Wall-clock seconds one solve (forward or adjoint backward) may take.
+        Wall-clock seconds one solve may take: the forward solve, and with ``adjoint`` the
+        backward solve again, counted from when ``backward`` reaches it.
     error_norm : callable or None
         Norm of the scaled local error that adaptive methods keep below 1: called with the
         state's tuple of tensors (or the tensor) and returning a scalar tensor. ``None`` is
@@ -295,8 +296,10 @@ def odeint_checked(
     >>> round(float(y[-1]), 6)  # exp(-1)
     0.367879
     """
-    if options.time_budget is not None and isinstance(func, CountedDynamics):
-        func._deadline = time.perf_counter() + options.time_budget
+    if isinstance(func, CountedDynamics):
+        # Always set: this also retires a backward deadline left by a failed adjoint solve.
+        func._deadline = (None if options.time_budget is None
+                          else time.perf_counter() + options.time_budget)
     solver_kwargs = dict(
         rtol=options.rtol,
         atol=options.atol,
@@ -307,7 +310,7 @@ def odeint_checked(
         if options.adjoint:
             if not isinstance(func, nn.Module):
                 raise TypeError("adjoint=True needs the dynamics to be a torch.nn.Module")
-            return odeint_adjoint(
+            solution = odeint_adjoint(
                 func,
                 y0,
                 t,
@@ -316,6 +319,9 @@ def odeint_checked(
                                  if k != "norm"},
                 **solver_kwargs,
             )
+            if options.time_budget is not None and isinstance(func, CountedDynamics):
+                _budget_backward_solve(func, solution, options.time_budget)
+            return solution
         return odeint(func, y0, t, **solver_kwargs)
     except AssertionError as error:
         translated = solver_error_from(error)
@@ -325,3 +331,38 @@ def odeint_checked(
     finally:
         if isinstance(func, CountedDynamics):
             func._deadline = None
+
+
+def _budget_backward_solve(func: CountedDynamics, solution, budget: float) -> None:
+    """Give the adjoint's backward solve of ``solution`` its own ``budget`` seconds.
+
+    The forward deadline is gone by the time ``backward`` runs; hooks on torchdiffeq's
+    autograd node start a fresh one when the backward solve starts and retire it when the
+    solve ends (only callables, nothing per step is stored).
+    """
+    node = _adjoint_node(solution)
+    if node is None:  # nothing requires a gradient: there is no backward solve
+        return
+
+    def start(grad_outputs):
+        func._deadline = time.perf_counter() + budget
+
+    def stop(grad_inputs, grad_outputs):
+        func._deadline = None
+
+    node.register_prehook(start)
+    node.register_hook(stop)
+
+
+def _adjoint_node(solution) -> torch.autograd.graph.Node | None:
+    """torchdiffeq's ``OdeintAdjointMethod`` node behind ``solution``; a tuple state reaches
+    it through the view and slice that split the flat solution."""
+    tensors = solution if isinstance(solution, tuple) else (solution,)
+    nodes = [tensor.grad_fn for tensor in tensors if tensor.grad_fn is not None]
+    for _ in range(3):
+        for node in nodes:
+            if node.name() == "OdeintAdjointMethodBackward":
+                return node
+        nodes = [parent for node in nodes for parent, _ in node.next_functions
+                 if parent is not None]
+    return None

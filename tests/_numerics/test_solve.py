@@ -1,6 +1,7 @@
 """The torchdiffeq wrapper: accuracy, NFE counting, and failures turned into SolverError."""
 
 import math
+import time
 
 import pytest
 import torch
@@ -54,14 +55,57 @@ def test_step_budget_raises_solver_error_with_remedy():
 def test_time_budget_raises_solver_error():
     class Slow(nn.Module):
         def forward(self, t, z):
-            import time
-
             time.sleep(0.02)
             return -z
 
     with pytest.raises(SolverError, match="time budget"):
         odeint_checked(CountedDynamics(Slow()), torch.ones(1), torch.linspace(0, 1, 50),
                        SolverOptions(method="euler", time_budget=0.1))
+
+
+class SlowDecay(nn.Module):
+    """dz/dt = -w z, sleeping ``delay`` seconds per evaluation (set between forward and
+    backward, so only the adjoint's backward solve is slow)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+        self.delay = 0.0
+
+    def forward(self, t, z):
+        time.sleep(self.delay)
+        if isinstance(z, tuple):
+            return tuple(-self.w * part for part in z)
+        return -self.w * z
+
+
+ADJOINT_RK4 = dict(method="rk4", step_size=0.1, adjoint=True)
+
+
+@pytest.mark.parametrize("tuple_state", [False, True])
+def test_time_budget_covers_the_adjoint_backward_solve(tuple_state):
+    field = SlowDecay()
+    f = CountedDynamics(field)
+    y0 = (torch.ones(2), torch.ones(3)) if tuple_state else torch.ones(2)
+    solution = odeint_checked(f, y0, torch.tensor([0.0, 1.0]),
+                              SolverOptions(**ADJOINT_RK4, time_budget=0.3))
+    forward_nfe = f.nfe
+    loss = sum(part[-1].sum() for part in solution) if tuple_state else solution[-1].sum()
+    field.delay = 0.05  # the backward solve needs ~40 evaluations: ~2 s, past the budget
+    with pytest.raises(SolverError, match="time budget"):
+        loss.backward()
+    assert forward_nfe == 40 and f.nfe - forward_nfe < 20  # stopped early, not at the end
+
+
+def test_a_backward_solve_within_budget_passes_and_leaves_no_deadline():
+    f = CountedDynamics(SlowDecay())
+    solution = odeint_checked(f, torch.ones(2), torch.tensor([0.0, 1.0]),
+                              SolverOptions(**ADJOINT_RK4, time_budget=30.0))
+    solution[-1].sum().backward()
+    assert f.nfe > 40 and f._deadline is None
+    # d/dw of sum(exp(-w) z0) at w = 1, z0 = (1, 1): -2 exp(-1)
+    torch.testing.assert_close(f.func.w.grad, torch.tensor([-2 * math.exp(-1)]), atol=1e-5,
+                               rtol=0)
 
 
 def test_unknown_method_is_a_clear_error():
