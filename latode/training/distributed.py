@@ -204,32 +204,58 @@ def broadcast_module(module: nn.Module) -> None:
         dist.broadcast(tensor, src=0)
 
 
-def sum_gradients(module: nn.Module) -> None:
+def sum_gradients(module: nn.Module, backward_error: BaseException | None = None) -> None:
     """Sum every parameter's gradient over the ranks, in one all-reduce.
 
     A parameter no rank gave a gradient keeps ``grad=None``, as it would in one process (Adam
     skips it instead of stepping it with a zero gradient).
+
+    ``backward_error`` is what this rank's ``backward`` raised, if it failed (an adjoint's
+    backward solve can fail on one rank alone). The same all-reduce carries the news, so
+    every rank raises together: :class:`~latode.exceptions.SolverError` when the failures
+    were all solver failures (the trainer then skips the step everywhere), otherwise the
+    error itself on its rank and :class:`PeerFailureError` on the others.
     """
     if not is_distributed():
+        if backward_error is not None:
+            raise backward_error
         return
     params = [p for p in module.parameters() if p.requires_grad]
-    if not params:
-        return
-    dtype = params[0].dtype
+    device = params[0].device if params else _comm_device()
+    dtype = params[0].dtype if params else torch.float32
+    solver_failed = backward_error is not None and solver_error_from(backward_error) is not None
+    other_failed = backward_error is not None and not solver_failed
     pieces = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(dtype)
               for p in params]
-    has_grad = torch.tensor([p.grad is not None for p in params], dtype=dtype,
-                            device=params[0].device)
-    flat = torch.cat(pieces + [has_grad]).to(_comm_device())
+    flags = torch.tensor([p.grad is not None for p in params] + [solver_failed, other_failed],
+                         dtype=dtype, device=device)
+    flat = torch.cat(pieces + [flags]).to(_comm_device())
     dist.all_reduce(flat)
+    n_solver, n_other = flat[-2:].tolist()
+    _raise_failure(backward_error, n_solver, n_other, "backward pass")
     offset = 0
     for p in params:
         n = p.numel()
         p.grad = flat[offset:offset + n].view_as(p).to(p.device, p.dtype).clone()
         offset += n
-    for p, flag in zip(params, flat[offset:].tolist()):
+    for p, flag in zip(params, flat[offset:-2].tolist()):
         if flag == 0:
             p.grad = None
+
+
+def _raise_failure(error: BaseException | None, n_solver: float, n_other: float,
+                   where: str) -> None:
+    """Raise on every rank once the ranks have counted their failures of one step: the
+    step is skipped everywhere after solver failures and training stops after any other."""
+    if n_other:
+        if error is not None and solver_error_from(error) is None:
+            raise error
+        raise PeerFailureError("Training failed on another rank; see its error.")
+    if n_solver:
+        if error is not None:
+            raise solver_error_from(error) from error
+        raise SolverError(f"An ODE solve failed in another rank's {where}; skipping this "
+                          "step on every rank.")
 
 
 # ---------------------------------------------------------------- sharding
@@ -350,15 +376,7 @@ def synchronized_loss(batch_loss: Callable[[nn.Module, Any], Any]
         weighted = shard.weight * local if shard.weight else 0.0
         n_solver, n_other, total, summed = all_reduce_sum(
             [solver_failed, other_failed, shard.weight, weighted])
-        if n_other:
-            if error is not None and other_failed:
-                raise error
-            raise PeerFailureError("Training failed on another rank; see its error.")
-        if n_solver:
-            if error is not None:
-                raise solver_error_from(error) from error
-            raise SolverError("An ODE solve failed on another rank; skipping this step on "
-                              "every rank.")
+        _raise_failure(error, n_solver, n_other, "loss")
         total = total if total > 0 else 1.0
         keys = sorted(metrics)
         reduced = all_reduce_sum([shard.weight * float(metrics[k]) for k in keys])

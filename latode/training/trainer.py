@@ -72,8 +72,10 @@ class Trainer:
     seed : int
         Seeds the batch generator.
     distributed_average : callable or None
-        Called with the module after ``backward``; averages gradients across processes when
-        training under ``torch.distributed`` (see :mod:`latode.training.distributed`).
+        ``distributed_average(module, error)``, called after ``backward`` with the exception
+        ``backward`` raised on this process (or ``None``); averages gradients across
+        processes when training under ``torch.distributed``, and raises on every process
+        when ``backward`` failed on any (see :mod:`latode.training.distributed`).
     """
 
     def __init__(
@@ -95,7 +97,7 @@ class Trainer:
         checkpoint_dir: str | Path | None = None,
         checkpoint_tag: dict[str, Any] | None = None,
         seed: int = 0,
-        distributed_average: Callable[[nn.Module], None] | None = None,
+        distributed_average: Callable[[nn.Module, BaseException | None], None] | None = None,
     ):
         self.module = module
         self.batch_loss = batch_loss
@@ -188,10 +190,18 @@ class Trainer:
             if not torch.isfinite(loss):
                 return self._bad_step("the loss is not finite")
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            backward_error = None
+            try:
+                loss.backward()
+            except Exception as error:  # noqa: BLE001 - the other ranks must learn of it
+                if self.distributed_average is None:
+                    raise
+                # An adjoint's backward solve can fail on one rank alone; raising here would
+                # leave the others waiting for this rank's gradients forever.
+                backward_error = error
             nfe_backward = count_nfe(self.module) - nfe_forward
             if self.distributed_average is not None:
-                self.distributed_average(self.module)
+                self.distributed_average(self.module, backward_error)
             norm = self._clip_gradients()
             if not math.isfinite(norm):
                 return self._bad_step("the gradient is not finite")

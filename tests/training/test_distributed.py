@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from latode import ODENetClassifier, RNNForecaster
+from latode.exceptions import SolverError
 from latode.training import Trainer, distributed
 
 RNN_PARAMS = dict(hidden_dim=8, max_epochs=3, batch_size=8, validation_fraction=0.25,
@@ -144,6 +145,82 @@ def test_two_gloo_ranks_fit_what_one_process_fits(tmp_path):
     assert len(checkpoint["history"]) == RNN_PARAMS["max_epochs"]
     assert list((tmp_path / "checkpoints").iterdir()) == [tmp_path / "checkpoints" /
                                                           "checkpoint.pt"]
+
+
+BACKWARD_FAILURE_WORKER = textwrap.dedent('''
+    import sys
+    import warnings
+    from pathlib import Path
+
+    import torch
+    from torch import nn
+
+    from latode._numerics import CountedDynamics, SolverOptions, odeint_checked
+    from latode.exceptions import SolverError
+    from latode.training import Trainer, distributed
+
+    class Field(nn.Module):
+        """tanh(W z); raises SolverError inside the adjoint's backward solve when asked (the
+        backward solve evaluates the field with gradients on, the forward solve without)."""
+
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 2)
+            self.fail_backward = False
+
+        def forward(self, t, z):
+            if self.fail_backward and torch.is_grad_enabled():
+                raise SolverError("injected backward failure")
+            return torch.tanh(self.linear(z))
+
+    torch.manual_seed(0)
+    field = Field()
+    module = CountedDynamics(field)
+    options = SolverOptions(method="rk4", step_size=0.25, adjoint=True)
+    data = [torch.randn(8, 2, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    calls = []
+
+    def batch_loss(module, z0):
+        calls.append(len(calls))
+        # The second step's backward solve fails on rank 1 alone.
+        field.fail_backward = distributed.rank() == 1 and len(calls) == 2
+        return odeint_checked(module, z0, torch.tensor([0.0, 1.0]), options)[-1].pow(2).mean()
+
+    out = Path(sys.argv[1])
+    loss, batches, _, average, _ = distributed.prepare(module, batch_loss, lambda g: data, None,
+                                                      0, "test")
+    trainer = Trainer(module, loss, batches, max_epochs=2, learning_rate=1e-2,
+                      distributed_average=average)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit()
+    torch.save({"state": module.state_dict(), "bad_steps": trainer.total_bad_steps,
+                "steps": trainer.global_step,
+                "warnings": [str(w.message) for w in caught]},
+               out / f"rank{distributed.rank()}.pt")
+    distributed.finish()
+''')
+
+
+@pytest.mark.slow
+def test_a_backward_solve_failing_on_one_rank_skips_the_step_on_every_rank(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(BACKWARD_FAILURE_WORKER)
+    done = launch_two_ranks(script, str(tmp_path))
+    assert done.returncode == 0, done.stderr[-4000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    # Both ranks skipped the same one step of six and went on together.
+    assert [(r["bad_steps"], r["steps"]) for r in ranks] == [(1, 5), (1, 5)]
+    assert any("another rank's backward pass" in w for w in ranks[0]["warnings"])
+    assert any("injected backward failure" in w for w in ranks[1]["warnings"])
+    for name, tensor in ranks[0]["state"].items():
+        assert torch.equal(tensor, ranks[1]["state"][name]), name
+
+
+def test_a_failed_backward_outside_a_distributed_fit_is_raised_as_it_came():
+    error = SolverError("underflow")
+    with pytest.raises(SolverError, match="underflow"):
+        distributed.sum_gradients(torch.nn.Linear(2, 1), error)
 
 
 # ------------------------------------------------------------ in-process behaviour
