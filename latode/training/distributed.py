@@ -253,7 +253,10 @@ def _raise_failure(error: BaseException | None, n_solver: float, n_other: float,
         raise PeerFailureError("Training failed on another rank; see its error.")
     if n_solver:
         if error is not None:
-            raise solver_error_from(error) from error
+            translated = solver_error_from(error)
+            if translated is error:  # already a SolverError: not its own cause
+                raise error
+            raise translated from error
         raise SolverError(f"An ODE solve failed in another rank's {where}; skipping this "
                           "step on every rank.")
 
