@@ -18,8 +18,8 @@ unregularised flow's NFE climbs for the first ~1300 steps and then stays (develo
 so the whole fit's mean depends on the budget: an earlier run of 2500 steps on these test
 draws gave circles 1.9x (2.6x over its last epoch).
 
-Run ``python benchmarks/rnode.py --jobs 2`` (about 65 minutes on 2 CPU cores; each fit is
-its own job) or ``--quick``.
+Run ``python benchmarks/rnode.py --jobs 2`` (33 minutes on 2 CPU cores; each fit is its
+own job) or ``--quick``.
 """
 
 from __future__ import annotations
