@@ -78,9 +78,8 @@ def main() -> None:
     config = QUICK if args.quick else FULL
     started = time.perf_counter()
     # Unregularised fits first: they take longest, so the workers finish together.
-    tasks = [(name, weight, config, args.threads)
-             for regularized in (False, True) for name in SETS
-             for weight in [WEIGHTS[name] if regularized else None]]
+    tasks = ([(name, None, config, args.threads) for name in SETS]
+             + [(name, WEIGHTS[name], config, args.threads) for name in SETS])
     fits = dict(zip([task[:2] for task in tasks], map_jobs(fit_one, tasks, args.jobs)))
     rows = [rnode_entry(name, WEIGHTS[name], fits[name, None], fits[name, WEIGHTS[name]])
             for name in SETS]

@@ -105,6 +105,16 @@ def launch_two_ranks(script: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
+def run_two_ranks(worker: str, tmp_path: Path) -> list[dict]:
+    """Run ``worker`` (a script's source) on two gloo ranks; what each rank saved to
+    ``rank{r}.pt`` in ``tmp_path``."""
+    script = tmp_path / "worker.py"
+    script.write_text(worker)
+    done = launch_two_ranks(script, str(tmp_path))
+    assert done.returncode == 0, done.stderr[-4000:]
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+
+
 def assert_same_fit(ddp, single, params) -> None:
     state, history = ddp
     assert len(history) == len(single.history_) == params["max_epochs"]
@@ -119,11 +129,7 @@ def assert_same_fit(ddp, single, params) -> None:
 
 @pytest.mark.slow
 def test_two_gloo_ranks_fit_what_one_process_fits(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    done = launch_two_ranks(script, str(tmp_path))
-    assert done.returncode == 0, done.stderr[-4000:]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    ranks = run_two_ranks(WORKER, tmp_path)
     assert [r["world"] for r in ranks] == [2, 2]
 
     df = series_frame()
@@ -204,11 +210,7 @@ BACKWARD_FAILURE_WORKER = textwrap.dedent('''
 
 @pytest.mark.slow
 def test_a_backward_solve_failing_on_one_rank_skips_the_step_on_every_rank(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(BACKWARD_FAILURE_WORKER)
-    done = launch_two_ranks(script, str(tmp_path))
-    assert done.returncode == 0, done.stderr[-4000:]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    ranks = run_two_ranks(BACKWARD_FAILURE_WORKER, tmp_path)
     # Both ranks skipped the same one step of six and went on together.
     assert [(r["bad_steps"], r["steps"]) for r in ranks] == [(1, 5), (1, 5)]
     assert any("another rank's backward pass" in w for w in ranks[0]["warnings"])
