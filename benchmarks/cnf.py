@@ -10,8 +10,9 @@ log-likelihood (nats per point, in the data's units) of
 * ``CNFDensityEstimator`` (FFJORD's toy widths: hidden (64, 64, 64), tanh, time appended to
   the field's input; trained at solver tolerances 1e-3 and scored at 1e-5). FFJORD's toy
   command gates every layer by time ("concatsquash") and trains at 1e-5; on development
-  draws of two moons neither helped (-2.429 and -2.420 against -2.416 nats), nor did
-  softplus (-2.428) or a faster learning-rate decay (0.998 per step: -2.433; 0.999: -2.415);
+  draws of two moons neither helped (-2.429 and -2.420 against -2.416 nats; mixture -2.413),
+  nor did softplus (-2.428) or a faster learning-rate decay (0.998 per step: -2.433; 0.999:
+  -2.415);
 * ``PlanarFlowDensityEstimator`` with the CNF's parameter count (K = params / (2d + 1));
 * ``GaussianMixture`` (full covariances, component count by BIC);
 * ``KernelDensity`` (Gaussian kernel on standardised data, bandwidth by 5-fold CV);
