@@ -9,10 +9,8 @@ log-likelihood (nats per point, in the data's units) of
 
 * ``CNFDensityEstimator`` (FFJORD's toy widths: hidden (64, 64, 64), tanh, time appended to
   the field's input; trained at solver tolerances 1e-3 and scored at 1e-5). FFJORD's toy
-  command gates every layer by time ("concatsquash") and trains at 1e-5; on development
-  draws of two moons neither helped (-2.429 and -2.420 against -2.416 nats; mixture -2.413),
-  nor did softplus (-2.428) or a faster learning-rate decay (0.998 per step: -2.433; 0.999:
-  -2.415);
+  command gates every layer by time ("concatsquash") and trains at 1e-5; neither helped on
+  development draws (``docs/cnf.md`` lists these and the other trials);
 * ``PlanarFlowDensityEstimator`` with the CNF's parameter count (K = params / (2d + 1));
 * ``GaussianMixture`` (full covariances, component count by BIC);
 * ``KernelDensity`` (Gaussian kernel on standardised data, bandwidth by 5-fold CV);
@@ -27,7 +25,7 @@ draws (seeds 1 and 2), never on the test sets reported here.
 RNODE regularisation's effect on the solver's work is measured by ``rnode.py``, which
 imports this script's data, settings and :func:`cnf_run`.
 
-Run ``python benchmarks/cnf.py --jobs 2 --cache DIR`` (85 minutes on 2 CPU cores shared with
+Run ``python benchmarks/cnf.py --jobs 2 --cache DIR`` (68 minutes on 2 CPU cores, 85 beside
 ``rnode.py``; an interrupted run resumes from DIR) or ``--quick`` (< 1 minute).
 """
 
@@ -112,6 +110,19 @@ def n_parameters(estimator) -> int:
     return int(sum(p.numel() for p in estimator.module_.parameters()))
 
 
+def mixture_parameters(gmm: GaussianMixture) -> int:
+    """Free parameters of a full-covariance mixture: means, covariances, weights."""
+    k, d = gmm.means_.shape
+    return k * (d + d * (d + 1) // 2) + k - 1
+
+
+def paired_difference(scores_a: np.ndarray, scores_b: np.ndarray) -> tuple[float, float]:
+    """Mean of ``a - b`` over the same test points and its standard error: whether a lead in
+    held-out log-likelihood exceeds what the test draw alone would give."""
+    diff = scores_a - scores_b
+    return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
+
+
 def cnf_run(X_train, X_test, config, regularization=None,
             **overrides) -> tuple[CNFDensityEstimator, dict]:
     """Fit a CNF with CNF_SETTINGS (changed by ``overrides``) and the step budget; score it."""
@@ -121,10 +132,11 @@ def cnf_run(X_train, X_test, config, regularization=None,
     cnf.fit(X_train)
     fit_s = time.perf_counter() - start
     reset_nfe(cnf.module_)
-    log_lik = float(cnf.score_samples(X_test).mean())
+    scores = cnf.score_samples(X_test)
     steps = [h["nfe_forward"] for h in cnf.history_]
     return cnf, {
-        "log_lik": log_lik, "fit_s": fit_s, "epochs": cnf.n_epochs_,
+        "log_lik": float(scores.mean()), "scores": scores, "fit_s": fit_s,
+        "epochs": cnf.n_epochs_,
         "nfe_per_step": float(np.mean(steps)), "nfe_per_step_last_epoch": steps[-1],
         "nfe_eval": count_nfe(cnf.module_) / max(1, math.ceil(len(X_test) / 4096)),
     }
@@ -162,13 +174,21 @@ def evaluate_set(name, X_train, X_test, config) -> tuple[dict, dict]:
     # cnf_run has scored the CNF already (an ODE solve per point): reuse it.
     row = {"dataset": name, "d": d, "n_train": len(X_train), "n_test": len(X_test),
            "cnf": plain["log_lik"]}
+    scores = {"cnf": plain["scores"]}
     for key, label in (("planar", "planar flow"), ("gmm", "GMM"), ("kde", "KDE"),
                        ("true", "true")):
-        row[key] = float(models[label].score_samples(X_test).mean()) if label in models \
-            else None
+        scores[key] = models[label].score_samples(X_test) if label in models else None
+        row[key] = None if scores[key] is None else float(scores[key].mean())
+    for key in ("planar", "gmm"):
+        row[f"cnf_minus_{key}"], row[f"cnf_minus_{key}_se"] = paired_difference(
+            scores["cnf"], scores[key])
     row.update({
         "cnf_params": params, "planar_params": n_parameters(planar),
         "planar_layers": planar.n_layers, "gmm_components": gmm.n_components,
+        # A maximum-likelihood fit of the family that generated the data is, on average,
+        # p / (2 n) nats below the truth on fresh points (p free parameters, n points).
+        "gmm_params": mixture_parameters(gmm),
+        "gmm_params_over_2n": mixture_parameters(gmm) / (2 * len(X_train)),
         "kde_bandwidth": float(kde.bandwidth_), "cnf_trace": cnf.trace_,
         "cnf_epochs": plain["epochs"], "planar_epochs": planar.n_epochs_,
         "cnf_nfe_step": plain["nfe_per_step"],
@@ -279,6 +299,10 @@ def main() -> None:
     print_table(rows, ["dataset", "cnf_below_true", "planar_below_true", "gmm_below_true",
                        "kde_below_true"],
                 title="Nats per point below the true density (lower is better)")
+    print_table(rows, ["dataset", "cnf_minus_planar", "cnf_minus_planar_se", "cnf_minus_gmm",
+                       "cnf_minus_gmm_se", "gmm_params", "gmm_params_over_2n"],
+                title="CNF minus planar flow and minus mixture over the same test points, "
+                      "with standard errors; the mixture's parameter count p and p / 2n")
     payload = {
         "settings": {**config, "cnf": CNF_SETTINGS, "planar": PLANAR_SETTINGS,
                      "cells_columns": CELLS_COLUMNS,

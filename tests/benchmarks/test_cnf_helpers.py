@@ -1,0 +1,32 @@
+"""The statistics ``benchmarks/cnf.py`` reports beside its table, against references: the
+mixture's parameter count against the BIC that scikit-learn computes from its own count,
+and the paired difference's standard error against scipy's paired t statistic."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.mixture import GaussianMixture
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from cnf import mixture_parameters, paired_difference  # noqa: E402
+
+
+@pytest.mark.parametrize("k, d", [(1, 1), (3, 2), (4, 6)])
+def test_mixture_parameters_matches_the_count_in_sklearns_bic(k, d):
+    X = np.random.default_rng(k + d).normal(size=(400, d))
+    gmm = GaussianMixture(k, covariance_type="full", random_state=0).fit(X)
+    # bic = -2 log L + p log n, so p is what the BIC charges beyond the likelihood.
+    p = (gmm.bic(X) + 2 * gmm.score(X) * len(X)) / np.log(len(X))
+    assert mixture_parameters(gmm) == pytest.approx(p, abs=1e-6)
+
+
+def test_paired_difference_is_scipys_paired_t_test():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=500)
+    b = a + rng.normal(0.1, 0.5, size=500)
+    mean, se = paired_difference(a, b)
+    assert mean == pytest.approx(np.mean(a - b))
+    assert mean / se == pytest.approx(stats.ttest_rel(a, b).statistic)
