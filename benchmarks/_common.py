@@ -119,11 +119,16 @@ def environment() -> dict[str, Any]:
     """Where and with what the benchmark ran (for the JSON)."""
     import torch
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True,
+                                  cwd=Path(__file__).parent, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    # A result written from edited, uncommitted code cannot be reproduced from git_commit alone.
+    uncommitted = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None
     try:
         load = os.getloadavg()[0]
     except OSError:
@@ -134,6 +139,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(), "processor": platform.processor(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "load_average_1min_at_end": load, "git_commit": commit,
+        "git_uncommitted_changes": uncommitted,
     }
 
 

@@ -112,6 +112,8 @@ def n_parameters(estimator) -> int:
 
 def mixture_parameters(gmm: GaussianMixture) -> int:
     """Free parameters of a full-covariance mixture: means, covariances, weights."""
+    if gmm.covariance_type != "full":
+        raise ValueError(f"counts full covariances only, not {gmm.covariance_type!r}")
     k, d = gmm.means_.shape
     return k * (d + d * (d + 1) // 2) + k - 1
 
@@ -119,6 +121,10 @@ def mixture_parameters(gmm: GaussianMixture) -> int:
 def paired_difference(scores_a: np.ndarray, scores_b: np.ndarray) -> tuple[float, float]:
     """Mean of ``a - b`` over the same test points and its standard error: whether a lead in
     held-out log-likelihood exceeds what the test draw alone would give."""
+    if scores_a.shape != scores_b.shape or scores_a.ndim != 1:
+        # (n,) against (n, 1) would broadcast to an (n, n) table of differences.
+        raise ValueError(f"need two score vectors of one length, got {scores_a.shape} and "
+                         f"{scores_b.shape}")
     diff = scores_a - scores_b
     return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
 
@@ -270,7 +276,8 @@ def main() -> None:
                             help="data sets fitted in parallel processes")
         parser.add_argument("--cache", default=None,
                             help="folder keeping each finished data set, so an interrupted "
-                                 "run resumes where it stopped")
+                                 "run resumes where it stopped (use a fresh one after "
+                                 "changing this script: stored rows are read back as they are)")
 
     args = benchmark_args(__doc__.splitlines()[0], extra=extra)
     config = QUICK if args.quick else FULL

@@ -1,6 +1,7 @@
 """The statistics ``benchmarks/cnf.py`` reports beside its table, against references: the
 mixture's parameter count against the BIC that scikit-learn computes from its own count,
-and the paired difference's standard error against scipy's paired t statistic."""
+the paired difference's standard error against scipy's paired t statistic, and a table row
+of a tiny run against its own models."""
 
 import sys
 from pathlib import Path
@@ -11,7 +12,9 @@ from scipy import stats
 from sklearn.mixture import GaussianMixture
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from cnf import mixture_parameters, paired_difference  # noqa: E402
+from cnf import QUICK, evaluate_set, mixture_parameters, paired_difference  # noqa: E402
+
+from latode.datasets import make_toy2d  # noqa: E402
 
 
 @pytest.mark.parametrize("k, d", [(1, 1), (3, 2), (4, 6)])
@@ -30,3 +33,21 @@ def test_paired_difference_is_scipys_paired_t_test():
     mean, se = paired_difference(a, b)
     assert mean == pytest.approx(np.mean(a - b))
     assert mean / se == pytest.approx(stats.ttest_rel(a, b).statistic)
+
+
+def test_paired_difference_refuses_scores_that_would_broadcast():
+    with pytest.raises(ValueError, match="one length"):
+        paired_difference(np.zeros(5), np.zeros((5, 1)))
+
+
+def test_table_row_pairs_each_model_with_its_own_scores():
+    # Unequal train and test sizes: p / 2n must use the training points.
+    X_train = make_toy2d("moons", 300, random_state=0)
+    X_test = make_toy2d("moons", 120, random_state=1)
+    row, models = evaluate_set("moons", X_train, X_test, QUICK)
+    for key in ("planar", "gmm"):
+        assert row[f"cnf_minus_{key}"] == pytest.approx(row["cnf"] - row[key])
+        assert row[f"cnf_minus_{key}_se"] > 0
+    assert row["gmm"] == pytest.approx(models["GMM"].score(X_test))
+    assert row["gmm_params"] == mixture_parameters(models["GMM"])
+    assert row["gmm_params_over_2n"] == pytest.approx(row["gmm_params"] / 600)
