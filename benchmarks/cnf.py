@@ -188,13 +188,13 @@ def evaluate_set(name, X_train, X_test, config) -> tuple[dict, dict]:
     for key in ("planar", "gmm"):
         row[f"cnf_minus_{key}"], row[f"cnf_minus_{key}_se"] = paired_difference(
             scores["cnf"], scores[key])
+    gmm_params = mixture_parameters(gmm)
     row.update({
         "cnf_params": params, "planar_params": n_parameters(planar),
         "planar_layers": planar.n_layers, "gmm_components": gmm.n_components,
         # A maximum-likelihood fit of the family that generated the data is, on average,
         # p / (2 n) nats below the truth on fresh points (p free parameters, n points).
-        "gmm_params": mixture_parameters(gmm),
-        "gmm_params_over_2n": mixture_parameters(gmm) / (2 * len(X_train)),
+        "gmm_params": gmm_params, "gmm_params_over_2n": gmm_params / (2 * len(X_train)),
         "kde_bandwidth": float(kde.bandwidth_), "cnf_trace": cnf.trace_,
         "cnf_epochs": plain["epochs"], "planar_epochs": planar.n_epochs_,
         "cnf_nfe_step": plain["nfe_per_step"],
