@@ -47,11 +47,11 @@ class IrregularFrameConverter:
     ...     "hr": [80.0, None, 72.0], "temp": [None, 37.2, 36.8]})
     >>> conv = IrregularFrameConverter().fit(df)
     >>> packed = conv.pack(df)
-    >>> batch = packed.union_batch()          # one grid for the batch
+    >>> batch = packed.union_batch()          # one grid, times since each series' start
     >>> tuple(batch.values.shape)             # (series, union of times, channels)
-    (2, 3, 2)
-    >>> batch.mask[0].tolist()                # series "a": hr at 00:00, temp at 06:00
-    [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
+    (2, 2, 2)
+    >>> batch.mask[0].tolist()                # series "a": hr at +0h, temp at +6h
+    [[1.0, 0.0], [0.0, 1.0]]
     >>> conv.unpack(packed).equals(df.sort_values(["unique_id", "ds"], ignore_index=True))
     True
     """
@@ -204,5 +204,5 @@ class IrregularFrameConverter:
         values = batch.values.detach().cpu().to(torch.float64).numpy()[series_pos, grid_pos]
         values = self.scaler_.inverse_transform(np.where(mask, values, np.nan))
         ids = packed.ids[batch.series[series_pos]]
-        return self.to_frame(ids, batch.grid_keys[grid_pos],
+        return self.to_frame(ids, batch.keys[series_pos, grid_pos],
                              {c: values[:, i] for i, c in enumerate(self.channels)})

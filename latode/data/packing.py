@@ -6,7 +6,8 @@ Python. Batches come in two layouts, chosen by the model:
 
 * :meth:`PackedSeries.union_batch` — the union of the batch's timestamps as one grid, values
   and masks of shape (batch, grid, channels); one ODE solve serves the whole batch (Rubanova
-  et al. 2019);
+  et al. 2019). Each series' times are counted from its own first row, so what a model
+  computes for a series does not depend on which other series share its batch;
 * :meth:`PackedSeries.padded_batch` — each series' own times, padded to the longest, with
   lengths; for per-series solves and RNNs.
 """
@@ -46,12 +47,12 @@ def solver_grid(times: np.ndarray, dtype: torch.dtype) -> tuple[np.ndarray, ...]
 
 @dataclass
 class UnionBatch:
-    """Series on the union of their timestamps.
+    """Series on the union of their timestamps, each counted from its own first row.
 
     Attributes
     ----------
     times : Tensor, shape (grid,)
-        Strictly increasing model times.
+        Strictly increasing model times since each series' first row; ``times[0]`` is 0.
     values : Tensor, shape (batch, grid, channels)
         Zero where not observed.
     mask : Tensor, shape (batch, grid, channels)
@@ -60,8 +61,11 @@ class UnionBatch:
         1.0 where the series has a row at that time (even with all channels NaN).
     series : ndarray, shape (batch,)
         Positions of the series in the :class:`PackedSeries`.
-    grid_keys : ndarray, shape (grid,)
-        Exact time keys of the grid.
+    origins : ndarray, shape (batch,)
+        Model time (float64) of each series' first row: series ``i`` is at grid time ``t``
+        at model time ``origins[i] + t``.
+    keys : ndarray, shape (batch, grid)
+        Exact time key of each present entry (zero elsewhere).
     events : Tensor or None, shape (batch, grid)
         Number of events at each time (point processes only).
     """
@@ -71,7 +75,8 @@ class UnionBatch:
     mask: torch.Tensor
     present: torch.Tensor
     series: np.ndarray
-    grid_keys: np.ndarray
+    origins: np.ndarray
+    keys: np.ndarray
     events: torch.Tensor | None = None
 
 
@@ -165,24 +170,34 @@ class PackedSeries:
 
     def union_batch(self, series: np.ndarray | None = None, *, dtype=torch.float32,
                     device: str | torch.device = "cpu") -> UnionBatch:
-        """Batch ``series`` (positions; all when ``None``) on the union of their times."""
+        """Batch ``series`` (positions; all when ``None``) on the union of their times, each
+        series' times counted from its own first row.
+
+        The latent state z0 of a series thus lives at its own first time, wherever the other
+        series of the batch start: its forecast depends on its own rows only. The models'
+        dynamics are autonomous, so the shift changes nothing else (and float32 keeps the
+        resolution of short gaps in series that start far from the training origin).
+        """
         series = np.arange(self.n_series) if series is None else np.asarray(series, np.int64)
         rows = self.rows_of(series)
-        grid_times, first, column = solver_grid(self.times[rows], dtype)
-        grid_keys = self.keys[rows][first]
         batch_row = np.repeat(np.arange(len(series)), self.lengths[series])
+        origins = self.times[self.indptr[series]]
+        grid_times, _, column = solver_grid(self.times[rows] - origins[batch_row], dtype)
         pairs = batch_row * len(grid_times) + column
         if len(np.unique(pairs)) < len(pairs):
             clash = series[batch_row[np.flatnonzero(np.diff(np.sort(pairs)) == 0)[0]]]
             raise ValueError(
                 f"Series {show(self.ids[clash])} has timestamps closer together than the model's "
-                f"{dtype} time resolution; merge them or pass a smaller time_scale."
+                f"{dtype} time resolution at their distance from the series' first row; merge "
+                f"(e.g. average) those rows, or split the series."
             )
-        values, mask, present = self._scatter(rows, batch_row, column,
-                                              (len(series), len(grid_keys)))
+        shape = (len(series), len(grid_times))
+        values, mask, present = self._scatter(rows, batch_row, column, shape)
+        keys = np.zeros(shape, dtype=self.keys.dtype)
+        keys[batch_row, column] = self.keys[rows]
         events = None
         if self.events is not None:
-            events = np.zeros((len(series), len(grid_keys)))
+            events = np.zeros(shape)
             events[batch_row, column] = self.events[rows]
             events = torch.as_tensor(events, dtype=dtype, device=device)
         return UnionBatch(
@@ -190,7 +205,7 @@ class PackedSeries:
             values=torch.as_tensor(values, dtype=dtype, device=device),
             mask=torch.as_tensor(mask, dtype=dtype, device=device),
             present=torch.as_tensor(present, dtype=dtype, device=device),
-            series=series, grid_keys=grid_keys, events=events,
+            series=series, origins=origins, keys=keys, events=events,
         )
 
     def union_batches(self, series: np.ndarray, batch_size: int, *, dtype=torch.float32,

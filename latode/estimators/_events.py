@@ -139,14 +139,16 @@ class PointProcessMixin:
         for start in range(0, context.n_series, int(self.batch_size)):
             chunk = np.arange(start, min(start + int(self.batch_size), context.n_series))
             batch = context.union_batch(chunk, device=device)
-            last = torch.as_tensor(context.times[context.indptr[chunk + 1] - 1],
+            # The window on the batch's clock (since each series' first row), and back.
+            last = torch.as_tensor(context.times[context.indptr[chunk + 1] - 1] - batch.origins,
                                    dtype=torch.float32, device=device)
             with torch.no_grad():
                 z0 = self._posterior_draws(self.module_, batch, n_samples, generator)
                 s_idx, b_idx, times = self._thin(batch, z0, last, last + span, generator,
                                                  max_tries)
             frames.append(pd.DataFrame({
-                "sample_id": s_idx, "series": chunk[b_idx], "t": times}))
+                "sample_id": s_idx, "series": chunk[b_idx],
+                "t": batch.origins[b_idx] + times}))
         events = pd.concat(frames, ignore_index=True).sort_values(
             ["series", "sample_id", "t"], kind="stable", ignore_index=True)
         frame = conv.to_frame(context.ids[events["series"].to_numpy()],

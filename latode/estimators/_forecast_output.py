@@ -101,11 +101,13 @@ class ForecastOutputMixin:
             chunk = np.arange(start, min(start + step, targets.n_series))
             batch = context.union_batch(position[chunk], device=device)
             rows = targets.rows_of(chunk)
-            grid_times, _, column = solver_grid(targets.times[rows], torch.float32)
+            which = np.repeat(np.arange(len(chunk)), targets.lengths[chunk])
+            # Target times on the batch's clock: since each series' first context row.
+            grid_times, _, column = solver_grid(targets.times[rows] - batch.origins[which],
+                                                torch.float32)
             grid = torch.as_tensor(grid_times, dtype=torch.float32, device=device)
             with torch.no_grad():
                 out = draw(self.module_, batch, grid, n_samples, generator).cpu().numpy()
-            which = np.repeat(np.arange(len(chunk)), targets.lengths[chunk])
             outputs[:, rows] = out[:, which, column]
             if noisy is not None:
                 noise = torch.randn(outputs[:, rows].shape, generator=generator).numpy()
@@ -176,8 +178,8 @@ class ForecastOutputMixin:
             A frame of (id, time) rows to forecast, or times applied to every series of the
             context. Times may lie before, between or after the observations.
         horizon : duration, number or sequence of them, optional
-            Instead of ``timestamps``: offsets from each series' last observation (a sequence),
-            or the end of a regular grid spaced by ``freq``.
+            Instead of ``timestamps``: offsets from each series' last row in ``context_df``
+            (observed or not; a sequence), or the end of a regular grid spaced by ``freq``.
         freq : duration or number, optional
             Spacing of the ``horizon`` grid; ``None`` (the default) is continuous time.
         quantiles : sequence of float in (0, 1), optional

@@ -102,5 +102,5 @@ def test_timestamps_finer_than_float32_name_the_series_plainly():
                        "y": [1.0, 2.0, 3.0]})
     packed = IrregularFrameConverter(time_scale=None).fit_pack(df)
     with pytest.raises(ValueError, match=r"^Series 3 has timestamps closer together.*"
-                                         r"smaller time_scale"):
+                                         r"merge \(e\.g\. average\) those rows"):
         packed.union_batch()
