@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--context", required=True, type=Path, metavar="FILE",
                          help="observed context of each series, .csv or .parquet")
     when = predict.add_mutually_exclusive_group(required=True)
-    when.add_argument("--horizon", metavar="H[,H...]", help="offsets after each series' last observation: a "
+    when.add_argument("--horizon", metavar="H[,H...]", help="offsets after each series' last row: a "
                       "list ('1,2,5' or '6h,1D'), or one value with --freq")
     when.add_argument("--timestamps", metavar="T[,T...]|FILE", help="times to forecast for every series ('t1,t2'), or "
                       "a .csv/.parquet file of (id, time) rows")

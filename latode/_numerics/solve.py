@@ -64,7 +64,9 @@ class SolverOptions:
     step_size : float or None
         Step of fixed-step methods; ``None`` steps between the requested times only.
     max_num_steps : int
-        Step budget of an adaptive solve; exceeding it raises :class:`SolverError`.
+        Step budget of a solve (an adaptive method's steps; a fixed-step method's grid of
+        ``step_size`` steps, checked before it is built); exceeding it raises
+        :class:`SolverError`.
     time_budget : float or None
         Wall-clock seconds one solve may take: the forward solve, and with ``adjoint`` the
         backward solve again, counted from when ``backward`` reaches it.
@@ -108,7 +110,7 @@ class SolverOptions:
                 options["norm"] = self.error_norm
             return options
         step = None if self.step_size is None else float(self.step_size)
-        return {"grid_constructor": _fixed_time_grid(step)}
+        return {"grid_constructor": _fixed_time_grid(step, int(self.max_num_steps))}
 
 
 class _LazyTimeGrid:
@@ -154,13 +156,15 @@ class _LazyTimeGrid:
         return _LazyTimeGrid(-self.points)
 
 
-def _fixed_time_grid(step_size: float | None) -> Callable:
+def _fixed_time_grid(step_size: float | None, max_num_steps: int | None = None) -> Callable:
     """A torchdiffeq ``grid_constructor``: steps of ``step_size`` from ``t[0]`` to ``t[-1]``.
 
     The points are torchdiffeq's own ``step_size`` grid (``t[0] + k * step_size`` for ``k``
     up to ``ceil((t[-1] - t[0]) / step_size)``, the last replaced by ``t[-1]``); with
     ``step_size=None`` they are the requested times ``t``. Either way they come as a
-    :class:`_LazyTimeGrid`.
+    :class:`_LazyTimeGrid`. A grid of more than ``max_num_steps`` steps raises
+    :class:`~latode.exceptions.SolverError` before it is allocated (a far-off time would
+    otherwise ask for terabytes).
 
     Examples
     --------
@@ -180,6 +184,13 @@ def _fixed_time_grid(step_size: float | None) -> Callable:
             return -construct(func, y0, -t)
         # The same arithmetic as torchdiffeq's step_size grid, so that solutions match it.
         n_points = torch.ceil((t[-1] - t[0]) / step_size + 1).item()
+        if max_num_steps is not None and n_points - 1 > max_num_steps:
+            raise SolverError(
+                f"A fixed-step solve from t={float(t[0]):.6g} to {float(t[-1]):.6g} with "
+                f"step_size={step_size:g} needs {n_points - 1:.3g} steps, over "
+                f"max_num_steps={max_num_steps}: raise max_num_steps or step_size, or use an "
+                "adaptive solver (e.g. 'dopri5')."
+            )
         points = torch.arange(0, n_points, dtype=t.dtype, device=t.device) * step_size + t[0]
         points[-1] = t[-1]
         return _LazyTimeGrid(points)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from latode.data.dtypes import in_dtype_if_exact
 from latode.data.packing import PackedSeries, UnionBatch
 from latode.data.scaling import ChannelScaler
 from latode.data.time_axis import TimeAxis
@@ -132,7 +133,7 @@ class IrregularFrameConverter:
         targets = self.spec_.target_cols if values else ()
         validate_long_frame(df, self.id_col, self.time_col, targets, argument=argument,
                             require_observed=require_observed and values,
-                            allow_empty_targets=not values,
+                            require_every_column=False, allow_empty_targets=not values,
                             **(self._event_options() if values else {}))
         return self._pack_validated(df, values, argument)
 
@@ -176,7 +177,7 @@ class IrregularFrameConverter:
         Ids and times come back in the user's types; values are written as given.
         """
         frame = pd.DataFrame({
-            self.id_col: pd.Series(ids).astype(self.id_dtype_),
+            self.id_col: in_dtype_if_exact(pd.Series(ids), self.id_dtype_),
             self.time_col: self.time_axis_.from_keys(np.asarray(keys)),
         })
         # One concat, not a column at a time: forecasts with many quantile columns would

@@ -11,7 +11,8 @@ import pandas as pd
 
 from latode.data.converter import IrregularFrameConverter
 from latode.data.packing import PackedSeries
-from latode.data.validation import show
+from latode.data.time_axis import is_plain_number
+from latode.data.validation import show, time_kind
 
 __all__ = ["forecast_targets", "MAX_GRID_POINTS"]
 
@@ -51,6 +52,9 @@ def _offset_keys(conv: IrregularFrameConverter, offsets: object, argument: str) 
         keys = np.asarray(values, dtype=np.float64)
     else:
         try:
+            if any(is_plain_number(v) for v in values):
+                # pd.Timedelta(5) would be 5 nanoseconds: a number has no unit here.
+                raise TypeError("a plain number")
             keys = np.asarray([pd.Timedelta(v).value for v in values], dtype=np.int64)
         except (ValueError, TypeError) as error:
             raise TypeError(
@@ -85,7 +89,7 @@ def forecast_targets(conv: IrregularFrameConverter, context: PackedSeries, *,
     """
     if (timestamps is None) == (horizon is None):
         raise ValueError("Pass exactly one of timestamps= (times to forecast) or horizon= "
-                         "(offsets from each series' last observation).")
+                         "(offsets from each series' last row in the context).")
     if isinstance(timestamps, pd.DataFrame):
         targets = conv.pack(timestamps, argument="timestamps", values=False)
         known = pd.Index(context.ids)
@@ -107,6 +111,15 @@ def forecast_targets(conv: IrregularFrameConverter, context: PackedSeries, *,
             raise ValueError("timestamps is empty; give at least one time to forecast.")
         if times.isna().any():
             raise ValueError("timestamps contains missing values (NaN/NaT); remove them.")
+        try:
+            time_kind(times, "timestamps")
+        except TypeError as error:
+            raise TypeError(
+                f"timestamps must be {conv.time_axis_.kind} values, like the time column the "
+                f"model was fitted on; got {show(times.iloc[0])} of type "
+                f"{type(times.iloc[0]).__name__}. Convert them first, e.g. with "
+                "pd.to_datetime(...) or pd.to_timedelta(...)."
+            ) from error
         keys = np.unique(conv.time_axis_.keys(times, "timestamps"))
         if conv.time_axis_.kind == "float" and not np.all(np.isfinite(keys)):
             raise ValueError("timestamps contains infinite values; pass finite times.")

@@ -13,18 +13,23 @@ requested timestamps come back exactly in the user's types.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from latode.data.dtypes import in_dtype_if_exact
 from latode.data.validation import time_kind
 
-__all__ = ["TimeAxis", "parse_time_unit"]
+__all__ = ["TimeAxis", "is_plain_number", "parse_time_unit"]
 
 
-def parse_time_unit(unit: str | pd.Timedelta | None) -> int:
+def parse_time_unit(unit: str | pd.Timedelta | None, name: str = "time_unit") -> int:
     """Nanoseconds in ``unit`` (``"h"``, ``"D"``, ``"30min"``, a Timedelta, ...).
+
+    ``name`` is the argument named in errors. A plain number is refused: it has no unit
+    (``pd.Timedelta(5)`` would read it as 5 nanoseconds).
 
     Examples
     --------
@@ -33,18 +38,28 @@ def parse_time_unit(unit: str | pd.Timedelta | None) -> int:
     """
     if unit is None:
         return 1
+    if is_plain_number(unit):
+        raise TypeError(
+            f"{name}={unit!r} is a plain number, but the times are datetimes or timedeltas: "
+            "give a duration such as '6h', '1D' or pd.Timedelta(hours=6)."
+        )
     try:
         value = pd.Timedelta(unit) if not isinstance(unit, str) or unit[:1].isdigit() else (
             pd.Timedelta(1, unit=unit)
         )
     except (ValueError, TypeError) as error:
         raise ValueError(
-            f"time_unit={unit!r} is not a time unit; use e.g. 'h', 'D', '15min' or a "
+            f"{name}={unit!r} is not a time unit; use e.g. 'h', 'D', '15min' or a "
             "pd.Timedelta."
         ) from error
     if value <= pd.Timedelta(0):
-        raise ValueError(f"time_unit={unit!r} must be a positive duration.")
+        raise ValueError(f"{name}={unit!r} must be a positive duration.")
     return int(value.value)
+
+
+def is_plain_number(value: object) -> bool:
+    """A number without a time unit (``np.timedelta64`` counts as an integer to Python)."""
+    return isinstance(value, (numbers.Real, bool)) and not isinstance(value, np.timedelta64)
 
 
 @dataclass
@@ -93,9 +108,15 @@ class TimeAxis:
         if time_scale is None:
             scale = span if span > 0 else 1.0
         elif kind == "float":
+            if isinstance(time_scale, bool) or not isinstance(time_scale, numbers.Real):
+                raise TypeError(
+                    f"time_scale={time_scale!r} is not a number, but the time column {name!r} "
+                    "holds numbers: give the length of one model time unit in those numbers "
+                    "(e.g. time_scale=24.0), or None."
+                )
             scale = float(time_scale)
         else:
-            scale = float(parse_time_unit(time_scale))
+            scale = float(parse_time_unit(time_scale, "time_scale"))
         if not np.isfinite(scale) or scale <= 0:
             raise ValueError(f"time_scale={time_scale!r} must be a positive duration or number.")
         return cls(kind=kind, tz=tz, dtype=str(times.dtype), origin=origin, scale=scale)
@@ -141,16 +162,21 @@ class TimeAxis:
         return self.from_keys(self.to_keys(t))
 
     def from_keys(self, keys: np.ndarray) -> pd.Series:
-        """Times in the user's type for exact time keys."""
+        """Times in the user's type for exact time keys.
+
+        Where that type cannot hold them (a forecast at 55.5 on an integer time column, or
+        at 100 ms on whole-second datetimes) they come back as float64 or in nanoseconds
+        rather than rounded onto another time.
+        """
         if self.kind == "float":
-            return pd.Series(np.asarray(keys, dtype=np.float64)).astype(self.dtype)
+            return in_dtype_if_exact(pd.Series(np.asarray(keys, dtype=np.float64)), self.dtype)
         ns = np.asarray(keys, dtype=np.int64)
         if self.kind == "timedelta":
-            return pd.Series(pd.to_timedelta(ns, unit="ns")).astype(self.dtype)
+            return in_dtype_if_exact(pd.Series(pd.to_timedelta(ns, unit="ns")), self.dtype)
         stamps = pd.to_datetime(ns, unit="ns", utc=self.tz is not None)
         if self.tz is not None:
             stamps = stamps.tz_convert(self.tz)
-        return pd.Series(stamps).astype(self.dtype)
+        return in_dtype_if_exact(pd.Series(stamps), self.dtype)
 
     def state(self) -> dict:
         return dict(kind=self.kind, tz=self.tz, dtype=self.dtype, origin=self.origin,

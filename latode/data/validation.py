@@ -86,9 +86,11 @@ def _resolve_targets(
     allow_none: bool = False,
 ) -> tuple[str, ...]:
     if target_cols is None:
+        # Booleans count as numeric to pandas but are flags, not measurements.
         targets = tuple(
             c for c in df.columns
             if c not in exclude and pd.api.types.is_numeric_dtype(df[c].dtype)
+            and not pd.api.types.is_bool_dtype(df[c].dtype)
         )
         if not targets and not allow_none:
             raise ValueError(
@@ -96,9 +98,19 @@ def _resolve_targets(
                 "add one or name the value columns with target_cols=[...]."
             )
         return targets
-    if isinstance(target_cols, str):
-        return (target_cols,)
-    return tuple(target_cols)
+    targets = (target_cols,) if isinstance(target_cols, str) else tuple(target_cols)
+    if not targets and not allow_none:
+        raise ValueError("target_cols is empty; name at least one value column, or pass "
+                         "target_cols=None to take every numeric column.")
+    repeated = sorted({str(c) for c in targets if targets.count(c) > 1})
+    if repeated:
+        raise ValueError(f"target_cols names {repeated} more than once; name each value "
+                         "column once.")
+    roles = [c for c in targets if c in exclude]
+    if roles:
+        raise ValueError(f"target_cols includes {roles}, which is the id, time or event "
+                         "column; value columns must be other columns.")
+    return targets
 
 
 def validate_long_frame(
@@ -108,6 +120,7 @@ def validate_long_frame(
     target_cols: Sequence[str] | None = None,
     *,
     require_observed: bool = True,
+    require_every_column: bool = True,
     allow_empty_targets: bool = False,
     argument: str = "df",
     event_col: str | None = None,
@@ -124,6 +137,9 @@ def validate_long_frame(
         ``None`` takes every numeric column other than the id and time columns.
     require_observed : bool
         Every series must have at least one observed (non-NaN) value.
+    require_every_column : bool
+        With ``require_observed``: every value column must be observed somewhere (training
+        needs it; a forecast's context may lack a channel altogether).
     allow_empty_targets : bool
         Accept a frame with no value column (timestamps only, e.g. the times to forecast).
     argument : str
@@ -157,6 +173,9 @@ def validate_long_frame(
         )
     if len(df) == 0:
         raise ValueError(f"{argument} is empty; pass at least one observation.")
+    if id_col == time_col:
+        raise ValueError(f"id_col and time_col are both {id_col!r}; the series id and the "
+                         "timestamp must be two columns.")
     for role, col in (("id_col", id_col), ("time_col", time_col)):
         if col not in df.columns:
             raise ValueError(
@@ -200,7 +219,7 @@ def validate_long_frame(
             f"time, e.g. df.groupby([{id_col!r}, {time_col!r}], as_index=False).mean()."
         )
     if require_observed and targets:
-        never = [c for c in targets if df[c].isna().all()]
+        never = [c for c in targets if df[c].isna().all()] if require_every_column else []
         if never:
             raise ValueError(
                 f"Value column(s) {never} of {argument} have no observed value at all; drop "

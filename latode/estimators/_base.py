@@ -12,12 +12,14 @@ Concrete estimators inherit :class:`TorchEstimator`, declare their own parameter
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
@@ -125,7 +127,13 @@ def seeded_by(generator: torch.Generator):
 
 
 def to_plain(value: Any) -> Any:
-    """Convert numpy containers and scalars to what ``torch.load(weights_only=True)`` reads."""
+    """Convert numpy containers and scalars to what ``torch.load(weights_only=True)`` reads.
+
+    A duration (``time_scale=pd.Timedelta("1D")``) becomes its string, ``"1 days 00:00:00"``,
+    which every time argument reads as the same duration.
+    """
+    if isinstance(value, datetime.timedelta):
+        return str(pd.Timedelta(value))
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(value))
     if isinstance(value, np.generic):

@@ -126,11 +126,7 @@ class PointProcessMixin:
         self._solve_with_current_parameters()
         if horizon is None:
             raise ValueError("horizon is required: the length of the window to draw events in.")
-        try:
-            span = self._model_time_per_unit(horizon)
-        except ValueError as error:
-            raise ValueError(f"horizon must be a positive number (numeric times) or duration "
-                             f"(datetimes); got {horizon!r}.") from error
+        span = self._model_time_per_unit(horizon, "horizon")
         conv = self.converter_
         context = conv.pack(context_df, argument="context_df")
         generator = torch.Generator().manual_seed(seed_from(random_state))

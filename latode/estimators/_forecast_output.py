@@ -19,7 +19,7 @@ from latode._numerics import SolverOptions
 from latode.data import PackedSeries
 from latode.data.packing import solver_grid
 from latode.data.targets import forecast_targets
-from latode.data.time_axis import parse_time_unit
+from latode.data.time_axis import is_plain_number, parse_time_unit
 from latode.data.validation import show
 from latode.estimators._base import seed_from
 from latode.estimators._inputs import check_positive_int
@@ -243,20 +243,25 @@ class ForecastOutputMixin:
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
 
-    def _model_time_per_unit(self, per: object = None) -> float:
+    def _model_time_per_unit(self, per: object = None, name: str = "per") -> float:
         """Model time units in one ``per`` of the user's time (the unit of rates and of
         event-time densities): a number for numeric time columns (default 1.0), a duration
-        for datetimes and timedeltas (default one day)."""
+        for datetimes and timedeltas (default one day). ``name`` is the argument named in
+        errors."""
         axis = self.converter_.time_axis_
         if axis.kind == "float":
             per = 1.0 if per is None else per
             if isinstance(per, bool) or not isinstance(per, (int, float, np.number)) \
                     or not per > 0:
-                raise ValueError(f"per must be a positive number for numeric times; got {per!r}.")
+                raise ValueError(f"{name} must be a positive number for numeric times; got "
+                                 f"{per!r}.")
             return float(per) / axis.scale
+        if is_plain_number(per):
+            raise TypeError(f"{name} must be a duration such as '1D' or '6h' for "
+                            f"{axis.kind} times; got the plain number {per!r}.")
         try:
-            nanoseconds = parse_time_unit("1D" if per is None else per)
+            nanoseconds = parse_time_unit("1D" if per is None else per, name)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"per must be a positive duration such as '1D' or 'h'; got "
+            raise ValueError(f"{name} must be a positive duration such as '1D' or 'h'; got "
                              f"{per!r}.") from error
         return nanoseconds / axis.scale

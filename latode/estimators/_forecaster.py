@@ -251,7 +251,8 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         span = converter.time_axis_.from_keys(np.array([packed.keys.min(), packed.keys.max()]))
         return {
             "n_series": int(packed.n_series), "n_rows": int(len(packed.keys)),
-            "n_observations": int(observed.sum()), "channels": ",".join(converter.channels),
+            "n_observations": int(observed.sum()),
+            "channels": ",".join(map(str, converter.channels)),
             "missing_fraction": float(1.0 - observed.mean()) if observed.size else 0.0,
             "time_start": str(span.iloc[0]), "time_end": str(span.iloc[1]),
         }

@@ -52,6 +52,17 @@ def test_step_budget_raises_solver_error_with_remedy():
     assert isinstance(info.value, LatodeError) and isinstance(info.value, RuntimeError)
 
 
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_a_fixed_step_grid_over_the_step_budget_is_refused_before_it_is_built(adjoint):
+    f = CountedDynamics(Rotation())
+    options = SolverOptions(method="rk4", step_size=0.01, max_num_steps=100, adjoint=adjoint)
+    z0 = torch.tensor([1.0, 0.0], requires_grad=adjoint)
+    odeint_checked(f, z0, torch.tensor([0.0, 1.0]), options)  # 100 steps: within
+    with pytest.raises(SolverError, match=r"needs 1e\+14 steps, over max_num_steps=100"):
+        odeint_checked(f, z0, torch.tensor([0.0, 1e12]), options)  # ~8e14 bytes of grid
+    assert f.nfe == 100 * 4  # the refused solve evaluated nothing
+
+
 def test_time_budget_raises_solver_error():
     class Slow(nn.Module):
         def forward(self, t, z):

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from latode.data import IrregularFrameConverter, validate_long_frame
+from latode.data.time_axis import parse_time_unit
 
 
 def good_frame():
@@ -104,3 +105,30 @@ def test_timestamps_finer_than_float32_name_the_series_plainly():
     with pytest.raises(ValueError, match=r"^Series 3 has timestamps closer together.*"
                                          r"merge \(e\.g\. average\) those rows"):
         packed.union_batch()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(id_col="ds"), r"id_col and time_col are both 'ds'"),
+    (dict(target_cols=[]), r"target_cols is empty"),
+    (dict(target_cols=["y", "y"]), r"target_cols names \['y'\] more than once"),
+    (dict(target_cols=["y", "unique_id"]), r"target_cols includes \['unique_id'\].*id, time"),
+])
+def test_degenerate_column_settings_are_refused(kwargs, match):
+    df = pd.DataFrame({"unique_id": ["a", "a"], "ds": [0.0, 1.0], "y": [1.0, 2.0]})
+    with pytest.raises(ValueError, match=match):
+        validate_long_frame(df, **kwargs)
+
+
+def test_boolean_columns_are_not_taken_as_values_by_default():
+    df = pd.DataFrame({"unique_id": ["a", "a"], "ds": [0.0, 1.0], "y": [1.0, 2.0],
+                       "flag": [True, False]})
+    assert validate_long_frame(df).target_cols == ("y",)
+    with pytest.raises(TypeError, match=r"'flag'.*bool"):  # named explicitly: still refused
+        validate_long_frame(df, target_cols=["y", "flag"])
+
+
+@pytest.mark.parametrize("number", [5, 2.5, np.int64(3), True])
+def test_a_plain_number_is_not_a_time_unit(number):
+    with pytest.raises(TypeError, match=r"per=.* is a plain number.*'6h'"):
+        parse_time_unit(number, "per")
+    assert parse_time_unit(np.timedelta64(2, "h")) == 2 * 3600 * 10**9

@@ -9,7 +9,7 @@ import torch
 from sklearn.base import clone
 
 from latode.estimators import LatentODEForecaster, RNNForecaster
-from latode.exceptions import InvalidCheckpointError, NotFittedError
+from latode.exceptions import InvalidCheckpointError, NotFittedError, SolverError
 
 DECAY = 0.7
 
@@ -322,3 +322,108 @@ def test_a_series_forecast_depends_only_on_its_own_rows(encoder):
             alone = forecast(packed.union_batch(np.array([k])), 0, times)
             for a, b in zip(together, alone):
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------ time and id types
+def datetime_frame(unit="ns", n=4, k=6):
+    """Hourly-ish irregular series on datetimes stored at ``unit`` resolution."""
+    rng = np.random.default_rng(1)
+    hours = np.sort([rng.choice(48, size=k, replace=False) for _ in range(n)], axis=1)
+    ds = pd.Timestamp("2024-03-01") + pd.to_timedelta(hours.ravel(), unit="h")
+    return pd.DataFrame({"unique_id": np.repeat(np.arange(n), k),
+                         "ds": pd.Series(ds).astype(f"datetime64[{unit}]"),
+                         "y": np.cos(hours / 10).ravel()})
+
+
+def test_a_model_with_a_timedelta_time_scale_saves_and_loads(tmp_path):
+    df = datetime_frame()
+    model = small(time_scale=pd.Timedelta("1D")).fit(df)
+    loaded = LatentODEForecaster.load(model.save(tmp_path / "m.pt"))
+    assert pd.Timedelta(loaded.time_scale) == pd.Timedelta("1D")
+    pd.testing.assert_frame_equal(loaded.predict(df, horizon=["6h"]),
+                                  model.predict(df, horizon=["6h"]))
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, df: m.predict(df, horizon=[1, 2]),
+    lambda m, df: m.predict(df, horizon=3, freq=1),
+    lambda m, df: m.predict(df, horizon="3h", freq=1.5),
+    lambda m, df: m.predict(df, horizon=[np.float64(2.0)]),
+])
+def test_datetime_models_refuse_plain_numbers_as_durations(call):
+    # pd.Timedelta(1) is one nanosecond: a number must not pass for a duration.
+    df = datetime_frame()
+    model = small(time_scale="1D").fit(df)
+    with pytest.raises(TypeError, match=r"(horizon|freq) must be durations"):
+        call(model, df)
+    assert len(model.predict(df, horizon=[pd.Timedelta("1h"), np.timedelta64(2, "h")])) == 8
+
+
+def test_time_scale_of_the_wrong_kind_is_named():
+    with pytest.raises(TypeError, match=r"time_scale='1h' is not a number.*'ds' holds numbers"):
+        small(time_scale="1h").fit(linear_ode_frame()[0])
+    with pytest.raises(TypeError, match=r"time_scale=24 is a plain number.*'6h'"):
+        small(time_scale=24).fit(datetime_frame())
+
+
+def test_forecast_times_between_integer_timestamps_keep_their_fractions():
+    df, _ = linear_ode_frame(n=4, k=6)
+    df["ds"] = (df["ds"] * 10).round().astype("int64")
+    model = small().fit(df)
+    last = df.groupby("unique_id")["ds"].max()
+    fc = model.predict(df, horizon=2, freq=0.5)
+    assert fc["ds"].dtype == np.float64
+    expected = np.concatenate([v + np.array([0.5, 1.0, 1.5, 2.0]) for v in last.to_numpy()])
+    np.testing.assert_array_equal(fc["ds"].to_numpy(), expected)
+    # Whole offsets still come back as the column's integers.
+    assert model.predict(df, horizon=[1, 2])["ds"].dtype == np.int64
+    nullable = df.astype({"ds": "Int64"})
+    assert model.predict(nullable, horizon=[0.5])["ds"].tolist() == (last + 0.5).tolist()
+
+
+def test_forecast_times_finer_than_the_datetime_unit_are_not_rounded():
+    df = datetime_frame(unit="s")
+    model = small(time_scale="1h").fit(df)
+    fc = model.predict(df, horizon=["100ms", "200ms"])
+    assert fc.groupby("unique_id")["ds"].nunique().eq(2).all()
+    assert model.predict(df, horizon=["1s"])["ds"].dtype == "datetime64[s]"
+
+
+def test_output_ids_keep_the_types_the_context_gives_them():
+    df, _ = linear_ode_frame(n=4, k=6)
+    df["unique_id"] = df["unique_id"].str[1:].astype("int64")  # a model fitted on int ids
+    model = small().fit(df)
+    for ids in (df["unique_id"] + 0.5, "p" + df["unique_id"].astype(str), df["unique_id"]):
+        context = df.assign(unique_id=ids)
+        out = model.predict(context, horizon=[0.5])["unique_id"]
+        assert out.tolist() == list(pd.unique(ids))
+    assert out.dtype == np.int64
+
+
+def test_a_context_that_never_observes_one_channel_is_forecast_and_scored():
+    df, _ = linear_ode_frame(n=8, k=6)
+    df["y2"] = -df["y"]
+    model = small().fit(df)
+    context = df.assign(y2=np.where(df["unique_id"] == "s0", np.nan, df["y2"]))
+    only_s0 = context[context["unique_id"] == "s0"]
+    fc = model.predict(only_s0, horizon=[0.5])
+    assert np.isfinite(fc[["y", "y2"]].to_numpy()).all()
+    assert np.isfinite(model.score(only_s0))
+    # Fitting still needs every channel: nothing could be learned about one never seen.
+    with pytest.raises(ValueError, match=r"\['y2'\] of df have no observed value"):
+        small().fit(df.assign(y2=np.nan))
+
+
+def test_integer_column_names_fit_and_forecast():
+    df, _ = linear_ode_frame(n=4, k=6)
+    df = df.rename(columns={"y": 0})
+    fc = small().fit(df).predict(df, horizon=[0.5])
+    assert 0 in fc.columns and "0_q0.5" in fc.columns
+
+
+def test_a_far_off_time_with_a_fixed_step_solver_is_a_solver_error():
+    df, _ = linear_ode_frame(n=4, k=6)
+    model = small(solver="rk4", step_size=0.1, max_num_steps=1000).fit(df)
+    assert len(model.predict(df, timestamps=[50.0])) == 4  # 500 steps
+    with pytest.raises(SolverError, match=r"needs 1e\+13 steps, over max_num_steps=1000"):
+        model.predict(df, timestamps=[1e12])

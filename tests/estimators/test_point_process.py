@@ -60,6 +60,12 @@ def test_datetime_rates_default_to_per_day_and_convert_to_hours():
     hourly = model.predict_intensity(df, horizon=[pd.Timedelta("6h")], n_samples=4, per="h")
     np.testing.assert_allclose(hourly["intensity"], daily["intensity"] / 24, rtol=1e-6)
     assert daily["ds"].dtype == df["ds"].dtype
+    # A plain number has no unit (pd.Timedelta(2) is 2 ns): refused, naming the argument.
+    with pytest.raises(TypeError, match=r"per must be a duration .* plain number 2"):
+        model.predict_intensity(df, horizon=["6h"], per=2)
+    with pytest.raises(TypeError, match=r"horizon must be a duration .* plain number 5"):
+        model.sample_events(df, horizon=5)
+    assert len(model.sample_events(df, horizon="1D", n_samples=2)) > 0
 
 
 def test_sampled_event_counts_match_the_integrated_intensity(fitted, frame):
