@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from latode import __version__
+
 __all__ = ["main", "build_parser", "read_frame", "MODELS"]
 
 #: ``--model`` names of ``latode fit``.
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "series models (latent ODEs) from the command line.",
                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("--version", action="version", version=f"latode {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                      parser_class=_Parser)
 

@@ -12,8 +12,10 @@ Models are fitted once per module, tiny and for one epoch: the file runs in seco
 from __future__ import annotations
 
 import copy
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -496,8 +498,27 @@ def density_cases(m: str) -> list[Case]:
             for model, method, argument, bad, call, error, match in rows]
 
 
+def save_cases() -> list[Case]:
+    """``save`` after ``set_params`` changed the architecture of the fitted network: ``load``
+    could not rebuild it, so ``save`` (and ``log_model``, which saves) refuses."""
+    changes = {"LatentODE": {"hidden": (16,)}, "RNN": {"hidden_dim": 16},
+               "ODENet": {"width": 8}, "ResNet": {"n_blocks": 2}, "CNF": {"hidden": (8,)},
+               "Planar": {"n_layers": 3}}
+
+    def save_after(change):
+        path = Path(tempfile.gettempdir()) / "latode-never-written.pt"
+        return lambda model, d: copy.deepcopy(model).set_params(**change).save(path)
+
+    return [Case(m, "save", next(iter(change)), "architecture-changed-after-fit",
+                 save_after(change), ValueError,
+                 r"fitted network no longer matches .* set_params after fit changed its "
+                 r"architecture .* fit again")
+            for m, change in changes.items()]
+
+
 CASES: list[Case] = [
     *(case for m in FORECASTERS for case in forecaster_cases(m)),
+    *save_cases(),
     *PREDICT_INTENSITY_CASES,
     *(case for m in CLASSIFIERS for case in classifier_cases(m)),
     *(case for m in DENSITIES for case in density_cases(m)),

@@ -200,6 +200,15 @@ def test_the_command_runs_as_a_module_and_as_a_console_script(workdir, tmp_path)
         assert all(word in shown.stdout for word in ("fit", "predict", "evaluate"))
 
 
+def test_version_prints_the_package_version(capsys):
+    import latode
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"latode {latode.__version__}"
+
+
 def test_the_example_config_builds_a_valid_estimator():
     root = Path(__file__).resolve().parents[1]
     config = cli._read_config(root / "examples" / "config.yaml")

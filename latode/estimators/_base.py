@@ -302,8 +302,30 @@ class TorchEstimator(BaseEstimator):
             "fitted": to_plain(self._fitted_state()),
             "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
         }
+        self._check_loadable(payload)
         atomic_save(payload, path)
         return Path(path)
+
+    def _check_loadable(self, payload: dict[str, Any]) -> None:
+        """Refuse to write a file :meth:`load` could not read: ``set_params`` after ``fit``
+        may have changed the architecture (``width``, ``hidden``, ...) that ``load`` rebuilds
+        from the saved parameters, while the weights are still the fitted network's."""
+        rebuilt = type(self)(**payload["params"])
+        with torch.random.fork_rng(devices=[]):  # building draws initial weights
+            rebuilt._restore_fitted_state(payload["fitted"])
+        expected = {k: tuple(v.shape) for k, v in rebuilt.module_.state_dict().items()}
+        saved = {k: tuple(v.shape) for k, v in payload["state_dict"].items()}
+        if expected == saved:
+            return
+        name = next(k for k in sorted(expected.keys() | saved.keys())
+                    if expected.get(k) != saved.get(k))
+        raise ValueError(
+            f"The fitted network no longer matches this {type(self).__name__}'s parameters: "
+            f"set_params after fit changed its architecture ({name!r} is "
+            f"{list(saved[name]) if name in saved else 'absent'} in the fitted network, "
+            f"{list(expected[name]) if name in expected else 'absent'} for the current "
+            "parameters). Set them back, or fit again, before saving or logging the model."
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = None):

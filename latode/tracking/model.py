@@ -127,7 +127,8 @@ def log_model(model: Any, name: str = "model", *, input_example: Any = None,
         warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         inferred = infer_signature(example, output)
-        signature = ModelSignature(inputs=inferred.inputs, outputs=inferred.outputs,
+        signature = ModelSignature(inputs=_adapters.feature_schema(model) or inferred.inputs,
+                                   outputs=inferred.outputs,
                                    params=_adapters.param_schema(model))
         path = model.save(Path(folder) / MODEL_FILE)
         arguments = dict(
@@ -171,8 +172,19 @@ def load_model(model_uri: str, *, dst_path: str | None = None) -> Any:
     import mlflow
     from mlflow.models import Model
 
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri,
-                                                     dst_path=dst_path))
+    from latode.tracking._config import http_settings, unreachable
+
+    # A runs:/ or models:/ URI goes through the tracking (or registry) server: probe it,
+    # so a dead server is one clear error, not minutes of MLflow's retries.
+    server = {"runs:": mlflow.get_tracking_uri,
+              "models:": mlflow.get_registry_uri}.get(model_uri.split("/", 1)[0])
+    reason = unreachable(server()) if server is not None else None
+    if reason is not None:
+        raise ConnectionError(f"Cannot load {model_uri!r}: {reason}. Start the server, or "
+                              "point the tracking URI at the right one.")
+    with http_settings():
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri,
+                                                         dst_path=dst_path))
     flavor = Model.load(str(local)).flavors.get("python_function", {})
     artifacts = flavor.get("artifacts") or {}
     if ARTIFACT_KEY not in artifacts:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -49,3 +51,33 @@ def test_a_logged_classifier_predicts_labels_and_probabilities(mlflow_server, mo
                                rtol=1e-6)
     assert out["label"].tolist() == clf.predict(X.head(7)).tolist()
     assert type(latode.mlflow.load_model(info.model_uri)) is classifier.ODENetClassifier
+
+
+def test_models_fitted_on_integers_or_arrays_serve_floats_and_any_column_names(mlflow_server,
+                                                                              monkeypatch):
+    # Features are read as floats: the logged schema says double, so float (and JSON) inputs
+    # are served; a model fitted without string feature names matches columns by position.
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 16, size=(60, 3)).astype(np.uint8)
+    y = (X[:, 0] > 7).astype(int)
+    clf = classifier.ODENetClassifier(width=4, max_epochs=1, verbose=0, random_state=0,
+                                      solver="rk4", step_size=0.5).fit(X, y)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "schemas")
+    with mlflow.start_run():
+        info = latode.mlflow.log_model(clf, input_example=X[:5])
+    pyfunc = mlflow.pyfunc.load_model(info.model_uri)
+    expected = clf.predict_proba(X[:4].astype(float))[:, 1]
+    # (MLflow itself refuses int64 for a double column unless all values are 0 or 1.)
+    for rows in (pd.DataFrame(X[:4].astype(float)), pd.DataFrame(X[:4].astype(np.int32)),
+                 pd.DataFrame(X[:4], columns=["x0", "x1", "x2"]), X[:4].astype(float)):
+        np.testing.assert_allclose(pyfunc.predict(rows)["proba_1"], expected, rtol=1e-6)
+
+
+def test_loading_through_a_dead_tracking_server_fails_fast_and_clearly(processes, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{processes.free_port()}")
+    started = time.perf_counter()
+    with pytest.raises(ConnectionError, match=r"Cannot load 'runs:/abc/model': no MLflow "
+                                              r"server answers at http://127\.0\.0\.1"):
+        latode.mlflow.load_model("runs:/abc/model")
+    assert time.perf_counter() - started < 30  # MLflow's own retries take minutes
