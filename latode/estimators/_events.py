@@ -8,6 +8,8 @@ a numeric time column, one day for datetimes and timedeltas, or the ``per=`` giv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import torch
@@ -41,7 +43,8 @@ class PointProcessMixin:
             )
 
     def _posterior_draws(self, module, batch, n_samples: int,
-                         generator: torch.Generator) -> torch.Tensor:
+                         generator: torch.Generator | Sequence[torch.Generator]
+                         ) -> torch.Tensor:
         """z0 draws from q(z0 | context), shape (samples, batch, latent)."""
         mu, logvar = module.posterior(batch.times, batch.values, batch.mask, batch.events)
         return module.sample_posterior(mu, logvar, n_samples, generator)

@@ -9,6 +9,7 @@ rows, summarised as means, quantiles and intervals (``predict``) or returned as 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,6 +32,25 @@ _FORECAST_REMEDY = (
     "Try an adaptive solver (solver='dopri5') or a smaller step_size, times nearer the "
     "training span, or refit if the weights are not finite."
 )
+
+
+def series_generators(seed: int, ids: Sequence[object]) -> list[torch.Generator]:
+    """One CPU generator per series, seeded from ``seed`` and the series' id.
+
+    A series' Monte Carlo draws are then the same whatever other series a call forecasts,
+    in whatever order or batch (its id, as text, decides them).
+
+    Examples
+    --------
+    >>> a, b = series_generators(0, ["p1", "p2"]), series_generators(0, ["p2"])
+    >>> torch.equal(torch.randn(3, generator=a[1]), torch.randn(3, generator=b[0]))
+    True
+    """
+    def seed_of(series_id: object) -> int:
+        digest = hashlib.blake2b(f"{seed}|{series_id}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little") >> 1  # manual_seed takes a signed int64
+
+    return [torch.Generator().manual_seed(seed_of(i)) for i in ids]
 
 
 def quantile_column(target: str, q: float) -> str:
@@ -74,9 +94,11 @@ class ForecastOutputMixin:
                           random_state, draw, n_outputs: int, noise_std=None):
         """Posterior draws of a model output at the requested (series, time) rows.
 
-        ``draw(module, batch, grid, n_samples, generator)`` returns the output on a union
-        ``grid`` of target times, shape (samples, batch, grid, n_outputs). With
-        ``noise_std`` (n_outputs,), Gaussian noise of that spread is added to a copy.
+        ``draw(module, batch, grid, n_samples, generators)`` returns the output on a union
+        ``grid`` of target times, shape (samples, batch, grid, n_outputs), drawing each
+        series' randomness from its own generator (:func:`series_generators`). With
+        ``noise_std`` (n_outputs,), Gaussian noise of that spread, from the same generators,
+        is added to a copy.
 
         Returns
         -------
@@ -91,7 +113,7 @@ class ForecastOutputMixin:
         targets = forecast_targets(conv, context, timestamps=timestamps, horizon=horizon,
                                    freq=freq)
         position = pd.Index(context.ids).get_indexer(targets.ids)
-        generator = torch.Generator().manual_seed(seed_from(random_state))
+        seed = seed_from(random_state)
         device = next(self.module_.parameters()).device
         outputs = np.empty((n_samples, len(targets.keys), n_outputs))
         noisy = None if noise_std is None else np.empty_like(outputs)
@@ -106,12 +128,15 @@ class ForecastOutputMixin:
             grid_times, _, column = solver_grid(targets.times[rows] - batch.origins[which],
                                                 torch.float32)
             grid = torch.as_tensor(grid_times, dtype=torch.float32, device=device)
+            generators = series_generators(seed, targets.ids[chunk])
             with torch.no_grad():
-                out = draw(self.module_, batch, grid, n_samples, generator).cpu().numpy()
+                out = draw(self.module_, batch, grid, n_samples, generators).cpu().numpy()
             outputs[:, rows] = out[:, which, column]
             if noisy is not None:
-                noise = torch.randn(outputs[:, rows].shape, generator=generator).numpy()
-                noisy[:, rows] = outputs[:, rows] + noise * noise_std
+                for k, generator in zip(chunk, generators):
+                    own = slice(targets.indptr[k], targets.indptr[k + 1])
+                    noise = torch.randn(outputs[:, own].shape, generator=generator).numpy()
+                    noisy[:, own] = outputs[:, own] + noise * noise_std
         self._check_finite_forecast(targets, outputs, outputs if noisy is None else noisy)
         return targets, outputs, noisy
 

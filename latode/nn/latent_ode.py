@@ -159,17 +159,23 @@ class LatentODE(nn.Module):
 
     @staticmethod
     def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
+                         generator: torch.Generator | Sequence[torch.Generator] | None = None
+                         ) -> torch.Tensor:
         """Reparameterised draws ``mu + eps * exp(logvar / 2)``, shape (samples, *mu.shape).
 
         ``eps`` comes from ``generator`` (a CPU generator: the same draws on any device) when
-        given, else from torch's global generator on ``mu``'s device.
+        given, from one generator per series (a sequence, one per row of ``mu``: a series'
+        draws then do not depend on its batch), else from torch's global generator on
+        ``mu``'s device.
         """
         shape = (n_samples,) + tuple(mu.shape)
         if generator is None:
             eps = torch.randn(shape, dtype=mu.dtype, device=mu.device)
-        else:
+        elif isinstance(generator, torch.Generator):
             eps = torch.randn(shape, generator=generator).to(mu)
+        else:
+            eps = torch.stack([torch.randn((n_samples,) + tuple(mu.shape[1:]), generator=g)
+                               for g in generator], dim=1).to(mu)
         return mu + eps * torch.exp(0.5 * logvar)
 
     def observation_log_std(self) -> torch.Tensor:

@@ -294,17 +294,21 @@ def test_a_fixed_observation_std_stays_fixed_through_fit_and_save(tmp_path):
         small(observation_std=0.0).fit(df)
 
 
-@pytest.mark.parametrize("encoder", ["rnn", "ode-rnn"])
-def test_a_series_forecast_depends_only_on_its_own_rows(encoder):
-    # Series that start at different times, on interleaved irregular times: alone or in one
-    # batch with the others, a series gets the same q(z0) and the same forecast (up to the
-    # adaptive solver's shared step control, tight here).
+def staggered_frame():
+    """Series that start at different times, on interleaved irregular times."""
     rng = np.random.default_rng(3)
     frames = []
     for i, start in enumerate([0.0, 0.7, 2.3, 5.1]):
         t = start + np.sort(rng.uniform(0, 2, size=6))
         frames.append(pd.DataFrame({"unique_id": f"s{i}", "ds": t, "y": np.sin(t)}))
-    df = pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.parametrize("encoder", ["rnn", "ode-rnn"])
+def test_a_series_forecast_depends_only_on_its_own_rows(encoder):
+    # Alone or in one batch with the others, a series gets the same q(z0) and the same
+    # forecast (up to the adaptive solver's shared step control, tight here).
+    df = staggered_frame()
     model = small(encoder=encoder, rtol=1e-7, atol=1e-9).fit(df)
     module, packed = model.module_, model.converter_.pack(df)
 
@@ -322,6 +326,27 @@ def test_a_series_forecast_depends_only_on_its_own_rows(encoder):
             alone = forecast(packed.union_batch(np.array([k])), 0, times)
             for a, b in zip(together, alone):
                 torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [LatentODEForecaster, RNNForecaster])
+def test_predict_and_sample_give_a_series_the_same_numbers_alone_or_among_others(cls):
+    # Each series' Monte Carlo draws come from its own generator (seed and id), so its
+    # quantiles and trajectories do not depend on the other series, their order or batch_size.
+    df = staggered_frame()
+    model = small(cls, rtol=1e-7, atol=1e-9).fit(df)
+    kwargs = dict(horizon=[0.5, 1.0], level=(80,), n_samples=20)
+    together = model.predict(df, **kwargs)
+    paths = model.sample(df, horizon=[0.5], n_samples=5, random_state=1)
+    model.set_params(batch_size=1)
+    reversed_df = df.iloc[::-1]
+    for sid in ("s1", "s3"):
+        alone = model.predict(df[df["unique_id"] == sid], **kwargs)
+        mine = together[together["unique_id"] == sid].reset_index(drop=True)
+        pd.testing.assert_frame_equal(alone, mine, rtol=1e-4)
+        backwards = model.sample(reversed_df, horizon=[0.5], n_samples=5, random_state=1)
+        pd.testing.assert_frame_equal(
+            backwards[backwards["unique_id"] == sid].reset_index(drop=True),
+            paths[paths["unique_id"] == sid].reset_index(drop=True), rtol=1e-4)
 
 
 # ------------------------------------------------------------------ time and id types
