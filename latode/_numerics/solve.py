@@ -64,9 +64,8 @@ class SolverOptions:
     step_size : float or None
         Step of fixed-step methods; ``None`` steps between the requested times only.
     max_num_steps : int
-        Step budget of a solve (an adaptive method's steps; a fixed-step method's grid of
-        ``step_size`` steps, checked before it is built); exceeding it raises
-        :class:`SolverError`.
+        Step budget of an adaptive solve; exceeding it raises :class:`SolverError`. (A
+        fixed-step grid has its own cap, :data:`MAX_FIXED_STEPS`.)
     time_budget : float or None
         Wall-clock seconds one solve may take: the forward solve, and with ``adjoint`` the
         backward solve again, counted from when ``backward`` reaches it.
@@ -110,7 +109,7 @@ class SolverOptions:
                 options["norm"] = self.error_norm
             return options
         step = None if self.step_size is None else float(self.step_size)
-        return {"grid_constructor": _fixed_time_grid(step, int(self.max_num_steps))}
+        return {"grid_constructor": _fixed_time_grid(step)}
 
 
 class _LazyTimeGrid:
@@ -156,13 +155,19 @@ class _LazyTimeGrid:
         return _LazyTimeGrid(-self.points)
 
 
-def _fixed_time_grid(step_size: float | None, max_num_steps: int | None = None) -> Callable:
+#: The most steps a fixed-step grid may have (its float32 points alone take 40 MB, and
+#: four-stage steps at that count take hours): a far-off time asks for more than any
+#: machine holds, and gets a SolverError instead of an allocation failure.
+MAX_FIXED_STEPS = 10_000_000
+
+
+def _fixed_time_grid(step_size: float | None) -> Callable:
     """A torchdiffeq ``grid_constructor``: steps of ``step_size`` from ``t[0]`` to ``t[-1]``.
 
     The points are torchdiffeq's own ``step_size`` grid (``t[0] + k * step_size`` for ``k``
     up to ``ceil((t[-1] - t[0]) / step_size)``, the last replaced by ``t[-1]``); with
     ``step_size=None`` they are the requested times ``t``. Either way they come as a
-    :class:`_LazyTimeGrid`. A grid of more than ``max_num_steps`` steps raises
+    :class:`_LazyTimeGrid`. A grid of more than :data:`MAX_FIXED_STEPS` steps raises
     :class:`~latode.exceptions.SolverError` before it is allocated (a far-off time would
     otherwise ask for terabytes).
 
@@ -184,12 +189,12 @@ def _fixed_time_grid(step_size: float | None, max_num_steps: int | None = None) 
             return -construct(func, y0, -t)
         # The same arithmetic as torchdiffeq's step_size grid, so that solutions match it.
         n_points = torch.ceil((t[-1] - t[0]) / step_size + 1).item()
-        if max_num_steps is not None and n_points - 1 > max_num_steps:
+        if n_points - 1 > MAX_FIXED_STEPS:
             raise SolverError(
                 f"A fixed-step solve from t={float(t[0]):.6g} to {float(t[-1]):.6g} with "
-                f"step_size={step_size:g} needs {n_points - 1:.3g} steps, over "
-                f"max_num_steps={max_num_steps}: raise max_num_steps or step_size, or use an "
-                "adaptive solver (e.g. 'dopri5')."
+                f"step_size={step_size:g} needs {n_points - 1:.3g} steps, over the "
+                f"{MAX_FIXED_STEPS:.0e} a fixed-step grid may have: ask for nearer times, "
+                "raise step_size, or use an adaptive solver (e.g. 'dopri5')."
             )
         points = torch.arange(0, n_points, dtype=t.dtype, device=t.device) * step_size + t[0]
         points[-1] = t[-1]
@@ -307,10 +312,15 @@ def odeint_checked(
     >>> round(float(y[-1]), 6)  # exp(-1)
     0.367879
     """
-    if isinstance(func, CountedDynamics):
+    # The counter that enforces time_budget: ``func`` itself, or one it wraps (a rescaled
+    # field such as the ODE-RNN's gap-scaled dynamics).
+    counted = func if isinstance(func, CountedDynamics) else next(
+        (m for m in func.modules() if isinstance(m, CountedDynamics)), None
+    ) if isinstance(func, nn.Module) else None
+    if counted is not None:
         # Always set: this also retires a backward deadline left by a failed adjoint solve.
-        func._deadline = (None if options.time_budget is None
-                          else time.perf_counter() + options.time_budget)
+        counted._deadline = (None if options.time_budget is None
+                             else time.perf_counter() + options.time_budget)
     solver_kwargs = dict(
         rtol=options.rtol,
         atol=options.atol,
@@ -330,8 +340,8 @@ def odeint_checked(
                                  if k != "norm"},
                 **solver_kwargs,
             )
-            if options.time_budget is not None and isinstance(func, CountedDynamics):
-                _budget_backward_solve(func, solution, options.time_budget)
+            if options.time_budget is not None and counted is not None:
+                _budget_backward_solve(counted, solution, options.time_budget)
             return solution
         return odeint(func, y0, t, **solver_kwargs)
     except AssertionError as error:
@@ -340,8 +350,8 @@ def odeint_checked(
             raise
         raise translated from error
     finally:
-        if isinstance(func, CountedDynamics):
-            func._deadline = None
+        if counted is not None:
+            counted._deadline = None
 
 
 def _budget_backward_solve(func: CountedDynamics, solution, budget: float) -> None:

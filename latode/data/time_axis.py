@@ -169,7 +169,10 @@ class TimeAxis:
         rather than rounded onto another time.
         """
         if self.kind == "float":
-            return in_dtype_if_exact(pd.Series(np.asarray(keys, dtype=np.float64)), self.dtype)
+            times = pd.Series(np.asarray(keys, dtype=np.float64))
+            if pd.api.types.is_float_dtype(self.dtype):  # float32 stays float32, as given
+                return times.astype(self.dtype)
+            return in_dtype_if_exact(times, self.dtype)
         ns = np.asarray(keys, dtype=np.int64)
         if self.kind == "timedelta":
             return in_dtype_if_exact(pd.Series(pd.to_timedelta(ns, unit="ns")), self.dtype)

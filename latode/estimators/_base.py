@@ -132,7 +132,7 @@ def to_plain(value: Any) -> Any:
     A duration (``time_scale=pd.Timedelta("1D")``) becomes its string, ``"1 days 00:00:00"``,
     which every time argument reads as the same duration.
     """
-    if isinstance(value, datetime.timedelta):
+    if isinstance(value, (datetime.timedelta, np.timedelta64)):
         return str(pd.Timedelta(value))
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(value))

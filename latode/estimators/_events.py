@@ -21,6 +21,7 @@ from latode.estimators._forecast_output import (
     _check_quantiles,
     level_columns,
     quantile_column,
+    series_generators,
 )
 from latode.estimators._inputs import check_positive_int
 from latode.exceptions import SolverError
@@ -132,18 +133,19 @@ class PointProcessMixin:
         span = self._model_time_per_unit(horizon, "horizon")
         conv = self.converter_
         context = conv.pack(context_df, argument="context_df")
-        generator = torch.Generator().manual_seed(seed_from(random_state))
+        seed = seed_from(random_state)
         device = next(self.module_.parameters()).device
         frames = []
         for start in range(0, context.n_series, int(self.batch_size)):
             chunk = np.arange(start, min(start + int(self.batch_size), context.n_series))
             batch = context.union_batch(chunk, device=device)
+            generators = series_generators(seed, context.ids[chunk])
             # The window on the batch's clock (since each series' first row), and back.
             last = torch.as_tensor(context.times[context.indptr[chunk + 1] - 1] - batch.origins,
                                    dtype=torch.float32, device=device)
             with torch.no_grad():
-                z0 = self._posterior_draws(self.module_, batch, n_samples, generator)
-                s_idx, b_idx, times = self._thin(batch, z0, last, last + span, generator,
+                z0 = self._posterior_draws(self.module_, batch, n_samples, generators)
+                s_idx, b_idx, times = self._thin(batch, z0, last, last + span, generators,
                                                  max_tries)
             frames.append(pd.DataFrame({
                 "sample_id": s_idx, "series": chunk[b_idx],
@@ -169,39 +171,67 @@ class PointProcessMixin:
             )
         return rates
 
-    def _thin(self, batch, z0, start, end, generator, max_tries):
+    def _thin(self, batch, z0, start, end, generators, max_tries):
+        """Event times in each series' window [start, end) by thinning: candidates from a
+        homogeneous process at a bound above λ, each kept with probability λ / bound.
+
+        Each series draws from its own generator, and its bound comes from its own window
+        (65 points, so a short window is never judged by a few), so its events do not
+        depend on the other series of the batch. A series whose λ passes its bound doubles
+        the bound and draws again, alone.
+
+        Returns
+        -------
+        (sample index, batch index, model time) arrays of the kept events.
+        """
         n_samples, n_series = z0.shape[:2]
         start, end = start.cpu(), end.cpu()
-        # A grid over the whole batch plus 33 points in each series' own window, so a short
-        # window is never judged by one or two grid points.
-        own = start[:, None] + (end - start)[:, None] * torch.linspace(0.0, 1.0, 33)
-        dense = torch.cat([torch.linspace(float(start.min()), float(end.max()), 129),
-                           own.ravel()]).sort().values
-        rates = self._rates_at(batch, z0, dense)
-        inside = (dense >= start[:, None]) & (dense <= end[:, None])  # (batch, grid)
-        bound = 2.0 * torch.where(inside, rates, 0.0).amax(-1).clamp_min(1e-6)
-        length = (end - start).expand(n_samples, n_series)
+        length = end - start
+        own = start[:, None] + length[:, None] * torch.linspace(0.0, 1.0, 65)  # (batch, 65)
+        rates = self._rates_at_each(batch, z0, own.ravel())  # (samples, batch, batch * 65)
+        mine = rates.reshape(n_samples, n_series, n_series, -1)[:, torch.arange(n_series),
+                                                                 torch.arange(n_series)]
+        bound = 2.0 * mine.amax(-1).clamp_min(1e-6)  # (samples, batch)
+        kept, pending = [], list(range(n_series))
         for _ in range(max_tries):
-            counts = torch.poisson((bound * length).cpu(), generator=generator).long()
-            owner = torch.repeat_interleave(torch.arange(n_samples * n_series), counts.ravel())
-            s_idx, b_idx = owner // n_series, owner % n_series
-            times = start[b_idx] + length[s_idx, b_idx] * torch.rand(len(owner),
-                                                                       generator=generator)
-            if len(owner) == 0:
-                return s_idx.numpy(), b_idx.numpy(), times.numpy()
-            order = torch.argsort(times)
-            rate_all = self._rates_at(batch, z0, times[order])
-            rate = torch.empty(len(owner))
-            rate[order] = rate_all[s_idx[order], b_idx[order], torch.arange(len(owner))]
-            over = rate > bound[s_idx, b_idx]
-            if not over.any():
-                keep = torch.rand(len(owner), generator=generator) * bound[s_idx, b_idx] < rate
-                return s_idx[keep].numpy(), b_idx[keep].numpy(), times[keep].numpy()
-            bound = bound * 2.0
+            drawn = []
+            for b in pending:
+                counts = torch.poisson(bound[:, b] * length[b], generator=generators[b]).long()
+                s_idx = torch.repeat_interleave(torch.arange(n_samples), counts)
+                times = start[b] + length[b] * torch.rand(len(s_idx), generator=generators[b])
+                drawn.append((b, s_idx, times))
+            every = torch.cat([times for _, _, times in drawn])
+            rate_all = self._rates_at_each(batch, z0, every)  # (samples, batch, candidates)
+            offset, still = 0, []
+            for b, s_idx, times in drawn:
+                at = torch.arange(offset, offset + len(times))
+                offset += len(times)
+                rate = rate_all[s_idx, b, at]
+                if (rate > bound[s_idx, b]).any():
+                    bound[:, b] = bound[:, b] * 2.0
+                    still.append(b)
+                    continue
+                keep = torch.rand(len(times), generator=generators[b]) * bound[s_idx, b] < rate
+                kept.append((s_idx[keep], torch.full((int(keep.sum()),), b), times[keep]))
+            pending = still
+            if not pending:
+                if not kept:
+                    nothing = torch.zeros(0, dtype=torch.long)
+                    return nothing.numpy(), nothing.numpy(), np.zeros(0, dtype=np.float32)
+                return tuple(torch.cat(part).numpy() for part in zip(*kept))
         raise RuntimeError(
             f"sample_events: the intensity kept exceeding its bound after {max_tries} "
             "doublings; the fitted λ is extremely peaked. Raise max_tries."
         )
+
+    def _rates_at_each(self, batch, z0, times: torch.Tensor) -> torch.Tensor:
+        """λ at ``times`` in any order (possibly repeated), shape (samples, batch, len)."""
+        if len(times) == 0:
+            return torch.zeros(z0.shape[:2] + (0,))
+        order = torch.argsort(times)
+        rates = torch.empty(z0.shape[:2] + (len(times),))
+        rates[..., order] = self._rates_at(batch, z0, times[order])
+        return rates
 
     def score_components(self, df: pd.DataFrame, *, n_samples: int = 16,
                          random_state: int | None = 0) -> dict[str, float]:

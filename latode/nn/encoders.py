@@ -137,8 +137,6 @@ class ODERNNEncoder(_BackwardEncoder):
                                device=times.device)
         for i in range(len(times) - 1, -1, -1):
             observed = mask[:, i].sum(-1, keepdim=True) > 0
-            if not observed.any():
-                continue
             gap = torch.where(observed, times[i] - last_seen, 0.0).nan_to_num(0.0).to(h)
             h = self._update(self._move(h, gap), values[:, i], mask[:, i])
             last_seen = torch.where(observed, times[i].expand_as(last_seen), last_seen)

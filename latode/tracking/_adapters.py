@@ -198,24 +198,8 @@ def example_input(estimator: Any, data: Any = None, n_rows: int = 12) -> pd.Data
         rows = pd.DataFrame(np.asarray(estimator.mean_, dtype=np.float64)[None, :])
     names = getattr(estimator, "feature_names_in_", None)
     rows.columns = list(names) if names is not None else [f"x{i}" for i in range(rows.shape[1])]
-    # Features are read as floats whatever their dtype: an example of integers would give
-    # the model an integer schema that refuses float (and JSON) inputs.
+    # Features are read as floats whatever their dtype.
     return rows.astype(np.float64).reset_index(drop=True)
-
-
-def feature_schema(estimator: Any) -> Any:
-    """MLflow input ``Schema`` of a classifier or density estimator (``None`` for forecasters):
-    one ``double`` column per feature, named after ``feature_names_in_`` when the model was
-    fitted on a frame with string column names, else unnamed, so that inputs are matched by
-    position (an array, or a frame with any column names)."""
-    if task_of(estimator) == "forecaster":
-        return None
-    from mlflow.types.schema import ColSpec, Schema
-
-    names = getattr(estimator, "feature_names_in_", None)
-    if names is None:
-        return Schema([ColSpec("double") for _ in range(int(estimator.n_features_in_))])
-    return Schema([ColSpec("double", str(name)) for name in names])
 
 
 def example_params(estimator: Any) -> dict[str, Any]:

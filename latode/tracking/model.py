@@ -127,7 +127,12 @@ def log_model(model: Any, name: str = "model", *, input_example: Any = None,
         warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         inferred = infer_signature(example, output)
-        signature = ModelSignature(inputs=_adapters.feature_schema(model) or inferred.inputs,
+        # Classifiers and density estimators log no input schema: latode checks their
+        # features itself (count, names, finite numbers) and reads any numeric dtype, where a
+        # schema would refuse what MLflow deems an unsafe cast (float for an integer column,
+        # int64 for a double one) and rename an array's columns.
+        forecaster = _adapters.task_of(model) == "forecaster"
+        signature = ModelSignature(inputs=inferred.inputs if forecaster else None,
                                    outputs=inferred.outputs,
                                    params=_adapters.param_schema(model))
         path = model.save(Path(folder) / MODEL_FILE)

@@ -53,13 +53,14 @@ def test_step_budget_raises_solver_error_with_remedy():
 
 
 @pytest.mark.parametrize("adjoint", [False, True])
-def test_a_fixed_step_grid_over_the_step_budget_is_refused_before_it_is_built(adjoint):
+def test_a_fixed_step_grid_beyond_the_cap_is_refused_before_it_is_built(adjoint):
     f = CountedDynamics(Rotation())
-    options = SolverOptions(method="rk4", step_size=0.01, max_num_steps=100, adjoint=adjoint)
+    options = SolverOptions(method="rk4", step_size=0.01, adjoint=adjoint, max_num_steps=10)
     z0 = torch.tensor([1.0, 0.0], requires_grad=adjoint)
-    odeint_checked(f, z0, torch.tensor([0.0, 1.0]), options)  # 100 steps: within
-    with pytest.raises(SolverError, match=r"needs 1e\+14 steps, over max_num_steps=100"):
-        odeint_checked(f, z0, torch.tensor([0.0, 1e12]), options)  # ~8e14 bytes of grid
+    odeint_checked(f, z0, torch.tensor([0.0, 1.0]), options)  # 100 steps: max_num_steps
+    # bounds adaptive solves only
+    with pytest.raises(SolverError, match=r"needs 1e\+14 steps, over the 1e\+07 a fixed-step"):
+        odeint_checked(f, z0, torch.tensor([0.0, 1e12]), options)  # ~4e14 bytes of grid
     assert f.nfe == 100 * 4  # the refused solve evaluated nothing
 
 
@@ -72,6 +73,28 @@ def test_time_budget_raises_solver_error():
     with pytest.raises(SolverError, match="time budget"):
         odeint_checked(CountedDynamics(Slow()), torch.ones(1), torch.linspace(0, 1, 50),
                        SolverOptions(method="euler", time_budget=0.1))
+
+
+def test_time_budget_reaches_counted_dynamics_wrapped_in_another_module():
+    # The ODE-RNN solves a gap-rescaled field around its CountedDynamics.
+    class Slow(nn.Module):
+        def forward(self, t, z):
+            time.sleep(0.02)
+            return -z
+
+    class Rescaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = CountedDynamics(Slow())
+
+        def forward(self, t, z):
+            return 3.0 * self.inner(t, z)
+
+    field = Rescaled()
+    with pytest.raises(SolverError, match="time budget"):
+        odeint_checked(field, torch.ones(1), torch.linspace(0, 1, 50),
+                       SolverOptions(method="euler", time_budget=0.1))
+    assert field.inner._deadline is None  # retired after the solve
 
 
 class SlowDecay(nn.Module):

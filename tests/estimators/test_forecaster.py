@@ -304,12 +304,14 @@ def staggered_frame():
     return pd.concat(frames, ignore_index=True)
 
 
-@pytest.mark.parametrize("encoder", ["rnn", "ode-rnn"])
-def test_a_series_forecast_depends_only_on_its_own_rows(encoder):
+@pytest.mark.parametrize("encoder, encoder_solver", [
+    ("rnn", "euler"), ("ode-rnn", "euler"), ("ode-rnn", "rk4"), ("ode-rnn", "dopri5")])
+def test_a_series_forecast_depends_only_on_its_own_rows(encoder, encoder_solver):
     # Alone or in one batch with the others, a series gets the same q(z0) and the same
     # forecast (up to the adaptive solver's shared step control, tight here).
     df = staggered_frame()
-    model = small(encoder=encoder, rtol=1e-7, atol=1e-9).fit(df)
+    model = small(encoder=encoder, encoder_solver=encoder_solver, rtol=1e-7,
+                  atol=1e-9).fit(df)
     module, packed = model.module_, model.converter_.pack(df)
 
     def forecast(batch, k, times):
@@ -406,6 +408,14 @@ def test_forecast_times_between_integer_timestamps_keep_their_fractions():
     assert model.predict(nullable, horizon=[0.5])["ds"].tolist() == (last + 0.5).tolist()
 
 
+def test_float32_time_columns_come_back_as_float32():
+    df, _ = linear_ode_frame(n=4, k=6)
+    model = small().fit(df.astype({"ds": "float32"}))
+    for horizon in ([0.1], [1.0]):
+        assert model.predict(df.astype({"ds": "float32"}), horizon=horizon)["ds"].dtype \
+            == np.float32
+
+
 def test_forecast_times_finer_than_the_datetime_unit_are_not_rounded():
     df = datetime_frame(unit="s")
     model = small(time_scale="1h").fit(df)
@@ -448,7 +458,7 @@ def test_integer_column_names_fit_and_forecast():
 
 def test_a_far_off_time_with_a_fixed_step_solver_is_a_solver_error():
     df, _ = linear_ode_frame(n=4, k=6)
-    model = small(solver="rk4", step_size=0.1, max_num_steps=1000).fit(df)
-    assert len(model.predict(df, timestamps=[50.0])) == 4  # 500 steps
-    with pytest.raises(SolverError, match=r"needs 1e\+13 steps, over max_num_steps=1000"):
+    model = small(solver="rk4", step_size=0.1).fit(df)
+    assert len(model.predict(df, timestamps=[50.0, 90.0, 120.0])) == 12
+    with pytest.raises(SolverError, match=r"needs 1e\+13 steps, over the 1e\+07"):
         model.predict(df, timestamps=[1e12])

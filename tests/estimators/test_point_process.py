@@ -199,3 +199,24 @@ def test_row_order_never_makes_negative_time_gaps(fitted, frame):
                                                                        ignore_index=True),
         fitted.predict_intensity(frame, horizon=[1.0]).sort_values("unique_id",
                                                                     ignore_index=True))
+
+
+def test_sampled_events_of_a_series_do_not_depend_on_the_other_series(fitted, frame):
+    # Own generator (seed and id), own bound: alone or among others, in any order or batch.
+    ids = frame["unique_id"].unique()
+    together = fitted.sample_events(frame, horizon=2.0, n_samples=3, random_state=5)
+    batch_size = fitted.batch_size
+    fitted.set_params(batch_size=1)
+    try:
+        backwards = fitted.sample_events(frame.iloc[::-1], horizon=2.0, n_samples=3,
+                                         random_state=5)
+    finally:
+        fitted.set_params(batch_size=batch_size)
+    for sid in ids[:3]:
+        alone = fitted.sample_events(frame[frame["unique_id"] == sid], horizon=2.0,
+                                     n_samples=3, random_state=5)
+        mine = together[together["unique_id"] == sid].reset_index(drop=True)
+        assert len(mine) > 0
+        pd.testing.assert_frame_equal(alone, mine, rtol=1e-4)
+        pd.testing.assert_frame_equal(
+            backwards[backwards["unique_id"] == sid].reset_index(drop=True), mine, rtol=1e-4)

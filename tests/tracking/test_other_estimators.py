@@ -55,8 +55,8 @@ def test_a_logged_classifier_predicts_labels_and_probabilities(mlflow_server, mo
 
 def test_models_fitted_on_integers_or_arrays_serve_floats_and_any_column_names(mlflow_server,
                                                                               monkeypatch):
-    # Features are read as floats: the logged schema says double, so float (and JSON) inputs
-    # are served; a model fitted without string feature names matches columns by position.
+    # No input schema: latode reads any numeric dtype (an integer-trained model serves floats,
+    # JSON, int64) and a model fitted without feature names matches columns by position.
     rng = np.random.default_rng(2)
     X = rng.integers(0, 16, size=(60, 3)).astype(np.uint8)
     y = (X[:, 0] > 7).astype(int)
@@ -68,9 +68,8 @@ def test_models_fitted_on_integers_or_arrays_serve_floats_and_any_column_names(m
         info = latode.mlflow.log_model(clf, input_example=X[:5])
     pyfunc = mlflow.pyfunc.load_model(info.model_uri)
     expected = clf.predict_proba(X[:4].astype(float))[:, 1]
-    # (MLflow itself refuses int64 for a double column unless all values are 0 or 1.)
-    for rows in (pd.DataFrame(X[:4].astype(float)), pd.DataFrame(X[:4].astype(np.int32)),
-                 pd.DataFrame(X[:4], columns=["x0", "x1", "x2"]), X[:4].astype(float)):
+    for rows in (pd.DataFrame(X[:4].astype(float)), pd.DataFrame(X[:4].astype(np.int64)),
+                 pd.DataFrame(X[:4], columns=["a", "b", "c"]), X[:4].astype(float)):
         np.testing.assert_allclose(pyfunc.predict(rows)["proba_1"], expected, rtol=1e-6)
 
 
