@@ -200,10 +200,12 @@ class IrregularFrameConverter:
         equals ``unpack(p)``.
         """
         present = batch.present.detach().cpu().numpy().astype(bool)
+        # Row-major order, series then time: the order of the series' rows in ``packed``.
         series_pos, grid_pos = np.nonzero(present)
+        keys = packed.keys[packed.rows_of(batch.series)]
         mask = batch.mask.detach().cpu().numpy().astype(bool)[series_pos, grid_pos]
         values = batch.values.detach().cpu().to(torch.float64).numpy()[series_pos, grid_pos]
         values = self.scaler_.inverse_transform(np.where(mask, values, np.nan))
         ids = packed.ids[batch.series[series_pos]]
-        return self.to_frame(ids, batch.keys[series_pos, grid_pos],
+        return self.to_frame(ids, keys,
                              {c: values[:, i] for i, c in enumerate(self.channels)})

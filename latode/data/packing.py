@@ -64,8 +64,6 @@ class UnionBatch:
     origins : ndarray, shape (batch,)
         Model time (float64) of each series' first row: series ``i`` is at grid time ``t``
         at model time ``origins[i] + t``.
-    keys : ndarray, shape (batch, grid)
-        Exact time key of each present entry (zero elsewhere).
     events : Tensor or None, shape (batch, grid)
         Number of events at each time (point processes only).
     """
@@ -76,7 +74,6 @@ class UnionBatch:
     present: torch.Tensor
     series: np.ndarray
     origins: np.ndarray
-    keys: np.ndarray
     events: torch.Tensor | None = None
 
 
@@ -193,8 +190,6 @@ class PackedSeries:
             )
         shape = (len(series), len(grid_times))
         values, mask, present = self._scatter(rows, batch_row, column, shape)
-        keys = np.zeros(shape, dtype=self.keys.dtype)
-        keys[batch_row, column] = self.keys[rows]
         events = None
         if self.events is not None:
             events = np.zeros(shape)
@@ -205,7 +200,7 @@ class PackedSeries:
             values=torch.as_tensor(values, dtype=dtype, device=device),
             mask=torch.as_tensor(mask, dtype=dtype, device=device),
             present=torch.as_tensor(present, dtype=dtype, device=device),
-            series=series, origins=origins, keys=keys, events=events,
+            series=series, origins=origins, events=events,
         )
 
     def union_batches(self, series: np.ndarray, batch_size: int, *, dtype=torch.float32,
