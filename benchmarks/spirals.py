@@ -14,6 +14,14 @@ points, followed by its 100 noisy dense future points. Both models train with
 half (its window) and are scored on all of it, so training asks for what the test asks for,
 on other spirals. The test spirals' futures are never seen.
 
+Each series gets a row at its window's start (time 0, values NaN) unless it is observed
+there: the latent ODE's z0 lives at a series' first row, and the window start is each
+spiral's origin. Without those rows z0 sat at each spiral's first observation and the latent
+ODE scored 0.169 / 0.142 / 0.085 (30 / 50 / 100 observed points; the RNN, which reads only
+observations, 0.173 / 0.159 / 0.128 either way); with them, on the same data and seed, 0.135
+at 30 points (a development rerun). Before z0 moved to each series' first row it sat at the
+earliest start in its batch, which here was time 0.
+
 An earlier version trained on the windows alone (``n_extrapolate=0``), as torchdiffeq's example
 does, and read half a window to predict the other half: the latent ODE then forecast 50
 points ahead well (RMSE 0.08 on development spirals) but drifted beyond the horizon it was
@@ -73,11 +81,22 @@ COMMON = dict(objective="extrapolate", context_fraction=0.5, validation_fraction
               time_scale=None, random_state=0, verbose=0)
 
 
-def training_spirals(n_spirals: int, n_observed: int, seed: int):
-    """Observed window points followed by the 100 noisy future points, one frame."""
-    data = make_spirals(n_spirals=n_spirals, n_observed=n_observed, random_state=seed)
-    frame = pd.concat([data.observed, data.future], ignore_index=True)
+def with_window_start(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a row at each spiral's window start (time 0, values NaN) where it has
+    no observation there: the latent ODE's z0 lives at a series' first row, so every spiral
+    is then anchored at its own origin, as a clinical series is at admission."""
+    ids = frame["unique_id"].unique()
+    observed_at_start = frame.loc[frame["ds"] == 0.0, "unique_id"].unique()
+    starts = pd.DataFrame({"unique_id": ids[~np.isin(ids, observed_at_start)], "ds": 0.0,
+                           "x": np.nan, "y": np.nan})
+    frame = pd.concat([starts, frame], ignore_index=True)
     return frame.sort_values(["unique_id", "ds"], kind="stable", ignore_index=True)
+
+
+def training_spirals(n_spirals: int, n_observed: int, seed: int):
+    """Window start, observed window points and the 100 noisy future points, one frame."""
+    data = make_spirals(n_spirals=n_spirals, n_observed=n_observed, random_state=seed)
+    return with_window_start(pd.concat([data.observed, data.future], ignore_index=True))
 
 
 def spiral_frames(n_spirals: int, n_observed: int, seed: int):
@@ -86,7 +105,7 @@ def spiral_frames(n_spirals: int, n_observed: int, seed: int):
     data = make_spirals(n_spirals=n_spirals, n_observed=n_observed, random_state=seed)
     keys = ["unique_id", "ds"]
     truth_future = data.future[keys].merge(data.truth, on=keys, how="left")
-    return data.observed, data.future, truth_future
+    return with_window_start(data.observed), data.future, truth_future
 
 
 def forecast_errors(model, observed, future, truth_future) -> dict:
