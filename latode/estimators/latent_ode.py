@@ -17,7 +17,10 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
 
     An encoder (``"rnn"``: GRU with time gaps; ``"ode-rnn"``: hidden state following an ODE
     between observations) reads each series backwards to a Gaussian q(z0); z0 follows a learned
-    ODE through any requested times and a decoder maps it to each channel's mean. Training
+    ODE through any requested times and a decoder maps it to each channel's mean. z0 is the
+    state at the series' first row, so a forecast depends on that series' rows only; where
+    series have a natural start (admission, a recording window's start), a row there with
+    NaN values anchors every series alike. Training
     maximises the ELBO (or the IWAE bound with ``n_iwae_samples > 1``) of the observed values
     only; timestamps are taken as they are, never resampled onto a grid.
 
