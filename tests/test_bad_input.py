@@ -315,7 +315,7 @@ def forecaster_cases(m: str) -> list[Case]:
          T, r"'y' of df has non-numeric"),
         ("fit", "max_epochs", "zero",
          lambda model, d: clone(model).set_params(max_epochs=0).fit(d.df), V,
-         r"'max_epochs' parameter of \w+Forecaster must be an int in \[1, inf\)"),
+         r"'max_epochs' parameter of \w+Forecaster must be one of 'auto' or an int in \[1, inf\)"),
         # --- not fitted
         ("predict", "self", "not-fitted", predict(horizon=[1.0]), NotFittedError, r"not fitted"),
         ("sample", "self", "not-fitted", sample(horizon=[1.0]), NotFittedError, r"not fitted"),

@@ -24,7 +24,9 @@ from latode.estimators._forecast_output import (
     series_generators,
 )
 from latode.estimators._inputs import check_positive_int
+from latode.estimators._schedule import prediction_chunk
 from latode.exceptions import SolverError
+from latode.nn.latent_ode import LatentContext
 
 __all__ = ["PointProcessMixin", "INTENSITY_COLUMN"]
 
@@ -45,10 +47,11 @@ class PointProcessMixin:
 
     def _posterior_draws(self, module, batch, n_samples: int,
                          generator: torch.Generator | Sequence[torch.Generator]
-                         ) -> torch.Tensor:
-        """z0 draws from q(z0 | context), shape (samples, batch, latent)."""
-        mu, logvar = module.posterior(batch.times, batch.values, batch.mask, batch.events)
-        return module.sample_posterior(mu, logvar, n_samples, generator)
+                         ) -> tuple[torch.Tensor, LatentContext]:
+        """Draws of z at each series' origin from q(z | context), shape
+        (samples, batch, latent), and the encoded context they belong to."""
+        context = module.encode(batch.times, batch.values, batch.mask, batch.events)
+        return module.draw(context, n_samples, generator), context
 
     def predict_intensity(self, context_df: pd.DataFrame, timestamps: object = None, *,
                           horizon: object = None, freq: object = None,
@@ -77,8 +80,8 @@ class PointProcessMixin:
         factor = 1.0 / self._model_time_per_unit(per)
 
         def draw(module, batch, grid, n, generator):
-            z0 = self._posterior_draws(module, batch, n, generator)
-            _, log_rate, _ = module.decode_with_intensity(z0, batch.times[0], grid)
+            z, context = self._posterior_draws(module, batch, n, generator)
+            _, log_rate, _ = module.decode_with_intensity(z, context, grid)
             return torch.exp(log_rate).unsqueeze(-1)
 
         targets, rates, _ = self._draws_at_targets(context_df, timestamps, horizon, freq,
@@ -99,7 +102,7 @@ class PointProcessMixin:
                       max_tries: int = 8) -> pd.DataFrame:
         """Draw future event times by thinning (Lewis & Shedler 1979).
 
-        For each posterior draw of z0, candidate times come from a homogeneous process whose
+        For each posterior draw of z, candidate times come from a homogeneous process whose
         rate M bounds λ on the series' window (the last context time, plus ``horizon``]; each
         is kept with probability λ(t)/M. Thinning is exact wherever λ ≤ M. M starts at twice
         the largest λ on a grid of at least 33 points in each series' window (λ is the smooth
@@ -136,16 +139,17 @@ class PointProcessMixin:
         seed = seed_from(random_state)
         device = next(self.module_.parameters()).device
         frames = []
-        for start in range(0, context.n_series, int(self.batch_size)):
-            chunk = np.arange(start, min(start + int(self.batch_size), context.n_series))
+        step = prediction_chunk(self.batch_size)
+        for start in range(0, context.n_series, step):
+            chunk = np.arange(start, min(start + step, context.n_series))
             batch = context.union_batch(chunk, device=device)
             generators = series_generators(seed, context.ids[chunk])
             # The window on the batch's clock (since each series' first row), and back.
             last = torch.as_tensor(context.times[context.indptr[chunk + 1] - 1] - batch.origins,
                                    dtype=torch.float32, device=device)
             with torch.no_grad():
-                z0 = self._posterior_draws(self.module_, batch, n_samples, generators)
-                s_idx, b_idx, times = self._thin(batch, z0, last, last + span, generators,
+                draws = self._posterior_draws(self.module_, batch, n_samples, generators)
+                s_idx, b_idx, times = self._thin(draws, last, last + span, generators,
                                                  max_tries)
             frames.append(pd.DataFrame({
                 "sample_id": s_idx, "series": chunk[b_idx],
@@ -157,12 +161,13 @@ class PointProcessMixin:
         frame.insert(0, "sample_id", events["sample_id"].to_numpy())
         return frame
 
-    def _rates_at(self, batch, z0, times: torch.Tensor) -> torch.Tensor:
+    def _rates_at(self, draws, times: torch.Tensor) -> torch.Tensor:
         """λ at sorted (possibly repeated) model ``times``, shape (samples, batch, len), on
         the CPU, where the thinning draws live; a non-finite λ is a :class:`SolverError`."""
         grid, _, inverse = solver_grid(times.numpy(), torch.float32)
-        grid = torch.as_tensor(grid, dtype=torch.float32, device=z0.device)
-        _, log_rate, _ = self.module_.decode_with_intensity(z0, batch.times[0], grid)
+        z, context = draws
+        grid = torch.as_tensor(grid, dtype=torch.float32, device=z.device)
+        _, log_rate, _ = self.module_.decode_with_intensity(z, context, grid)
         rates = torch.exp(log_rate).cpu()[..., torch.as_tensor(inverse)]
         if not torch.isfinite(rates).all():
             raise SolverError(
@@ -171,7 +176,7 @@ class PointProcessMixin:
             )
         return rates
 
-    def _thin(self, batch, z0, start, end, generators, max_tries):
+    def _thin(self, draws, start, end, generators, max_tries):
         """Event times in each series' window [start, end) by thinning: candidates from a
         homogeneous process at a bound above λ, each kept with probability λ / bound.
 
@@ -184,11 +189,11 @@ class PointProcessMixin:
         -------
         (sample index, batch index, model time) arrays of the kept events.
         """
-        n_samples, n_series = z0.shape[:2]
+        n_samples, n_series = draws[0].shape[:2]
         start, end = start.cpu(), end.cpu()
         length = end - start
         own = start[:, None] + length[:, None] * torch.linspace(0.0, 1.0, 65)  # (batch, 65)
-        rates = self._rates_at_each(batch, z0, own.ravel())  # (samples, batch, batch * 65)
+        rates = self._rates_at_each(draws, own.ravel())  # (samples, batch, batch * 65)
         mine = rates.reshape(n_samples, n_series, n_series, -1)[:, torch.arange(n_series),
                                                                  torch.arange(n_series)]
         bound = 2.0 * mine.amax(-1).clamp_min(1e-6)  # (samples, batch)
@@ -201,7 +206,7 @@ class PointProcessMixin:
                 times = start[b] + length[b] * torch.rand(len(s_idx), generator=generators[b])
                 drawn.append((b, s_idx, times))
             every = torch.cat([times for _, _, times in drawn])
-            rate_all = self._rates_at_each(batch, z0, every)  # (samples, batch, candidates)
+            rate_all = self._rates_at_each(draws, every)  # (samples, batch, candidates)
             offset, still = 0, []
             for b, s_idx, times in drawn:
                 at = torch.arange(offset, offset + len(times))
@@ -224,13 +229,13 @@ class PointProcessMixin:
             "doublings; the fitted λ is extremely peaked. Raise max_tries."
         )
 
-    def _rates_at_each(self, batch, z0, times: torch.Tensor) -> torch.Tensor:
+    def _rates_at_each(self, draws, times: torch.Tensor) -> torch.Tensor:
         """λ at ``times`` in any order (possibly repeated), shape (samples, batch, len)."""
         if len(times) == 0:
-            return torch.zeros(z0.shape[:2] + (0,))
+            return torch.zeros(draws[0].shape[:2] + (0,))
         order = torch.argsort(times)
-        rates = torch.empty(z0.shape[:2] + (len(times),))
-        rates[..., order] = self._rates_at(batch, z0, times[order])
+        rates = torch.empty(draws[0].shape[:2] + (len(times),))
+        rates[..., order] = self._rates_at(draws, times[order])
         return rates
 
     def score_components(self, df: pd.DataFrame, *, n_samples: int = 16,
@@ -242,7 +247,7 @@ class PointProcessMixin:
         dict
             ``observations``: expected log-likelihood per observed value (user units);
             ``events``: expected Poisson log-likelihood of the event times per event (rates
-            per the default unit of :meth:`predict_intensity`); ``kl``: KL(q(z0) || p(z0))
+            per the default unit of :meth:`predict_intensity`); ``kl``: KL(q(z) || p(z))
             per series; ``total``: :meth:`score`, the importance-weighted bound per scored
             value and event. Expectations are over ``n_samples`` posterior draws.
         """
@@ -255,7 +260,7 @@ class PointProcessMixin:
         sums = {"observations": 0.0, "events": 0.0, "kl": 0.0}
         with torch.no_grad(), seeded_by(generator):
             for batch in packed.union_batches(np.arange(packed.n_series),
-                                              int(self.batch_size), device=device):
+                                              prediction_chunk(self.batch_size), device=device):
                 terms = self.module_.elbo_terms(batch.times, batch.values, batch.mask,
                                                 events=batch.events, window=batch.present,
                                                 n_samples=n_samples)

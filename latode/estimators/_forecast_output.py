@@ -24,6 +24,7 @@ from latode.data.time_axis import is_plain_number, parse_time_unit
 from latode.data.validation import show
 from latode.estimators._base import seed_from
 from latode.estimators._inputs import check_positive_int
+from latode.estimators._schedule import prediction_chunk
 from latode.exceptions import SolverError
 
 __all__ = ["ForecastOutputMixin", "quantile_column", "level_columns"]
@@ -117,7 +118,7 @@ class ForecastOutputMixin:
         device = next(self.module_.parameters()).device
         outputs = np.empty((n_samples, len(targets.keys), n_outputs))
         noisy = None if noise_std is None else np.empty_like(outputs)
-        step = int(self.batch_size)
+        step = prediction_chunk(self.batch_size)
         self.module_.eval()
         for start in range(0, targets.n_series, step):
             chunk = np.arange(start, min(start + step, targets.n_series))

@@ -42,6 +42,7 @@ from latode.estimators._forecast_output import (
     quantile_column,
 )
 from latode.estimators._inputs import check_positive_int
+from latode.estimators._schedule import AUTO, prediction_chunk, training_plan
 from latode.exceptions import SolverError
 from latode.nn.point_process import scored_events
 from latode.training import distributed
@@ -65,6 +66,9 @@ FORECASTER_CONSTRAINTS = {
                    Interval(float, 0, None, closed="neither")],
     "standardize": [InstanceOf(bool)],
     "objective": [Options(("reconstruct", "extrapolate"))],
+    "max_epochs": [Options((AUTO,)), Interval(int, 1, None)],
+    "batch_size": [Options((AUTO,)), Interval(int, 1, None)],
+    "patience": [Options((AUTO,)), InstanceOf(type(None)), Interval(int, 1, None)],
     "context_fraction": [
         Interval(float, 0, 1, closed="neither"),
         Predicate(_is_fraction_range, "a pair (low, high) with 0 < low <= high <= 1"),
@@ -185,7 +189,8 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
 
     def _fit_module(self, module, packed, train_idx, val_idx, seed, device, checkpoint_dir,
                     tracking, summary) -> None:
-        batch_size = int(self.batch_size)
+        plan = training_plan(len(train_idx), self.batch_size, self.max_epochs, self.patience)
+        batch_size = plan.batch_size
         # Under torchrun each rank builds only its shard of every global batch, on the union
         # grid of its own series (see latode.training.distributed); in one process
         # ``distributed`` is the identity and the batches are the whole global batches.
@@ -224,7 +229,8 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
                 return -total / max(count, 1.0)
 
         self._train(module, self._batch_loss, batches, validate=validate, seed=seed,
-                    checkpoint_dir=checkpoint_dir, tracking=tracking, data_summary=summary)
+                    checkpoint_dir=checkpoint_dir, tracking=tracking, data_summary=summary,
+                    max_epochs=plan.max_epochs, patience=plan.patience)
 
     def _log_likelihood_sum(self, module, batches, n_samples: int,
                             generator: torch.Generator | None) -> tuple[float, float]:
@@ -267,7 +273,8 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         packed = self.converter_.pack(df, argument="df")
         generator = torch.Generator().manual_seed(seed_from(random_state))
         device = next(self.module_.parameters()).device
-        batches = packed.union_batches(np.arange(packed.n_series), int(self.batch_size),
+        batches = packed.union_batches(np.arange(packed.n_series),
+                                       prediction_chunk(self.batch_size),
                                        device=device)
         with torch.no_grad():
             total, count = self._log_likelihood_sum(self.module_, batches, n_samples, generator)

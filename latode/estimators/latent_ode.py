@@ -6,7 +6,7 @@ from latode._params import InstanceOf, Interval, Options
 from latode.estimators._base import SCHEDULE_CONSTRAINTS, seeded_by
 from latode.estimators._events import PointProcessMixin
 from latode.estimators._forecaster import FORECASTER_CONSTRAINTS, BaseForecaster
-from latode.nn.latent_ode import LatentODE
+from latode.nn.latent_ode import LEVELS, LatentODE
 from latode.nn.point_process import initialise_rate
 
 __all__ = ["LatentODEForecaster"]
@@ -16,11 +16,12 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
     """Forecast irregularly sampled series with a latent ODE.
 
     An encoder (``"rnn"``: GRU with time gaps; ``"ode-rnn"``: hidden state following an ODE
-    between observations) reads each series backwards to a Gaussian q(z0); z0 follows a learned
-    ODE through any requested times and a decoder maps it to each channel's mean. z0 is the
-    state at the series' first row, so a forecast depends on that series' rows only; where
-    series have a natural start (admission, a recording window's start), a row there with
-    NaN values anchors every series alike. Training
+    between observations) reads each series' context forwards to a Gaussian q(z) at its last
+    observation, the forecast origin; z follows a learned ODE from there through any
+    requested times (later: a forecast; earlier: a reconstruction) and a decoder maps it to
+    each channel's mean. With ``level="last"`` (the default) each series is modelled relative
+    to its own last observed value per channel, so a forecast starts where the series is,
+    not where the population is. A forecast depends on that series' rows only. Training
     maximises the ELBO (or the IWAE bound with ``n_iwae_samples > 1``) of the observed values
     only; timestamps are taken as they are, never resampled onto a grid.
 
@@ -35,13 +36,14 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         Solver of the ODE-RNN's hidden state between observations.
     n_iwae_samples : int, default=1
         Posterior samples per series in training; > 1 trains on the IWAE bound.
-    objective : {"reconstruct", "extrapolate"}, default="reconstruct"
+    objective : {"extrapolate", "reconstruct"}, default="extrapolate"
+        ``"extrapolate"``: the encoder reads only the first ``context_fraction`` of each
+        series' observed span and the bound scores all of its observations, which trains
+        forecasting from a prefix directly (the "extrap" mode of Rubanova et al. 2019).
         ``"reconstruct"``: the encoder reads every observation and the bound scores them all
-        (Chen et al. 2018). ``"extrapolate"``: the encoder reads only the first
-        ``context_fraction`` of each series' observed span and the bound scores all of its
-        observations, which trains forecasting from a prefix directly (the "extrap" mode of
-        Rubanova et al. 2019). Validation (early stopping) uses the same reading.
-    context_fraction : float in (0, 1) or (low, high), default=0.5
+        (Chen et al. 2018), for interpolation. Validation (early stopping) uses the same
+        reading.
+    context_fraction : float in (0, 1) or (low, high), default=(0.5, 1.0)
         The prefix read with ``objective="extrapolate"`` (unused otherwise); a pair
         ``(low, high)`` with ``0 < low <= high <= 1`` draws the fraction uniformly per series
         and batch, so the encoder learns to read contexts of many lengths.
@@ -59,10 +61,16 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
     solver, rtol, atol, adjoint, step_size, max_num_steps
         The latent ODE solve (torchdiffeq); ``adjoint=True`` keeps memory constant in the
         number of solver steps.
-    max_epochs, batch_size, learning_rate, weight_decay, grad_clip, patience,
-    validation_fraction
-        Training: Adam on batches of ``batch_size`` series, early stopping on the held-out
-        ``validation_fraction`` of series with ``patience`` epochs; the best weights are kept.
+    max_epochs, batch_size, patience : int or "auto", default="auto"
+        Training length: Adam on batches of ``batch_size`` series for at most ``max_epochs``
+        epochs, early stopping after ``patience`` epochs without a better validation loss
+        (the best weights are kept). ``"auto"`` follows the number of training series: batches
+        of 8 to 50 series, about 2000 optimisation steps at most and a patience of about 200
+        steps (:func:`latode.estimators._schedule.training_plan`), so that 50 series and 4000
+        train alike.
+    learning_rate, weight_decay, grad_clip, validation_fraction
+        Adam's rate and weight decay, the gradient-norm clip, and the fraction of series held
+        out for early stopping.
     lr_decay : float in (0, 1], default=1.0
         Learning-rate factor per optimisation step (Rubanova et al. 2019 use 0.999); 1.0
         keeps the rate constant.
@@ -79,6 +87,15 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         likelihood; a small fixed value (Rubanova et al. 2019 fix 0.01 on [0, 1]-scaled
         PhysioNet) weighs the reconstruction more against the KL term, so the posterior
         keeps more of each series and mean forecasts follow the data more closely.
+    level : {"last", "mean", None}, default="last"
+        The per-series level each channel is modelled relative to: its last value in the
+        context, the mean of its context values, or none (the population's mean). The encoder
+        also reads the level, so the dynamics can still depend on it.
+    clock : bool, default=False
+        Give the dynamics and the decoder each series' age, the time since its first row
+        (admission, enrolment, planting), so that the model can learn how series evolve with
+        it. Only meaningful when every series' first row is its natural start, in training
+        and in the contexts passed to ``predict``.
     id_col, time_col : str, default="unique_id", "ds"
     target_cols : str, list of str or None
         Value channels; ``None`` takes every numeric column besides id and time.
@@ -127,15 +144,17 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         **SCHEDULE_CONSTRAINTS,
         "kl_warmup": [Interval(int, 0, None)],
         "observation_std": [InstanceOf(type(None)), Interval(float, 0, None, closed="neither")],
+        "level": [Options(LEVELS)],
+        "clock": [InstanceOf(bool)],
     }
 
     def __init__(self, latent_dim=8, hidden=(64, 64), encoder="ode-rnn", encoder_hidden=32,
-                 encoder_solver="euler", n_iwae_samples=1, *, objective="reconstruct",
-                 context_fraction=0.5, point_process=False, event_col=None, solver="dopri5",
-                 rtol=1e-3, atol=1e-4, adjoint=False,
-                 step_size=None, max_num_steps=2000, max_epochs=100, batch_size=50,
-                 learning_rate=1e-2, lr_decay=1.0, min_learning_rate=0.0, kl_warmup=0,
-                 observation_std=None, weight_decay=0.0, grad_clip=1.0, patience=10,
+                 encoder_solver="euler", n_iwae_samples=1, *, objective="extrapolate",
+                 context_fraction=(0.5, 1.0), point_process=False, event_col=None,
+                 solver="dopri5", rtol=1e-3, atol=1e-4, adjoint=False, step_size=None, max_num_steps=2000,
+                 max_epochs="auto", batch_size="auto", learning_rate=1e-2, lr_decay=1.0,
+                 min_learning_rate=0.0, kl_warmup=0, observation_std=None, level="last",
+                 clock=False, weight_decay=0.0, grad_clip=1.0, patience="auto",
                  validation_fraction=0.2, id_col="unique_id", time_col="ds",
                  target_cols=None, time_scale=None, standardize=True, random_state=None,
                  device="cpu", verbose=1):
@@ -162,6 +181,8 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         self.min_learning_rate = min_learning_rate
         self.kl_warmup = kl_warmup
         self.observation_std = observation_std
+        self.level = level
+        self.clock = clock
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
         self.patience = patience
@@ -185,6 +206,7 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
             point_process=bool(self.point_process),
             observation_std=None if self.observation_std is None
             else float(self.observation_std),
+            level=self.level, clock=bool(self.clock),
         )
 
     def _fit_module(self, module, packed, *args, **kwargs):
@@ -237,5 +259,5 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         return -bound.sum() / self._n_scored(batch).clamp(min=1.0), info
 
     def _predictive_means(self, module, batch, target_times, n_samples, generator):
-        z0 = self._posterior_draws(module, batch, n_samples, generator)
-        return module.decode(z0, batch.times[0], target_times)
+        z, context = self._posterior_draws(module, batch, n_samples, generator)
+        return module.decode(z, context, target_times)

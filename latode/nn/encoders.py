@@ -1,87 +1,157 @@
-"""Recognition networks q(z0 | observations) that read irregular series backwards in time.
+"""Recognition networks q(z | context) at each series' forecast origin.
 
 Both encoders take a union-grid batch — ``times`` (grid,), ``values`` and ``mask``
-(batch, grid, channels) — and return the mean and log-variance of z0 at ``times[0]``, each
-series' first row (:meth:`latode.data.PackedSeries.union_batch` counts times from there).
-Values enter only through ``values * mask`` together with the mask itself, and a series'
-hidden state is updated only at grid points where it has an observation, so unobserved
-entries change nothing (Rubanova et al. 2019, section 3). In particular grid times after a
-series' last read observation (other series' times, or a future hidden from the encoder in
-training) leave its encoding unchanged, so a prefix read in training looks exactly like a
-context at prediction.
+(batch, grid, channels) — read each series' own observations forward in time, and return
+the mean and log-variance of the latent state at the series' **last read observation** (its
+forecast origin), with that origin's grid time. The forecast then starts from the state where
+the context ends, as in the ODE-RNN and GRU-ODE-Bayes (Rubanova et al. 2019; De Brouwer et
+al. 2019), rather than from a state at the first row that must carry the whole history.
+
+A series steps only through its own observations (gathered to the front with
+:func:`~latode.nn._sequences.observed_first`), so the cost follows the longest series of a
+batch, not the number of distinct times in it, and grid times of other series change nothing.
+Values enter only through ``values * mask`` together with the mask itself (Rubanova et al.
+2019, section 3): unobserved entries change nothing, and grid times after a series' last read
+observation (a future hidden from the encoder in training) leave its encoding unchanged.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from latode._numerics import CountedDynamics, SolverOptions, odeint_checked
+from latode.nn._sequences import observed_first
 from latode.nn.dynamics import MLPDynamics, mlp
 
-__all__ = ["GRUDeltaTEncoder", "ODERNNEncoder", "build_encoder"]
+__all__ = ["ContextSequences", "GRUDeltaTEncoder", "ODERNNEncoder", "build_encoder"]
 
 
-class _BackwardEncoder(nn.Module):
-    """Shared parts: a GRU cell fed ``[x * m, m]`` and a head to (mu, logvar)."""
+@dataclass
+class ContextSequences:
+    """Each series' read observations in time order, padded at the end.
 
-    def __init__(self, n_channels: int, hidden_dim: int, latent_dim: int, extra_inputs: int):
+    Attributes
+    ----------
+    values, mask : Tensor, shape (batch, longest, channels)
+    gaps : Tensor, shape (batch, longest)
+        Time since the series' previous read observation (0 for its first and for padding).
+    lengths : Tensor of int64, shape (batch,)
+    origin : Tensor, shape (batch,)
+        Grid time of each series' last read observation (0 where it has none).
+    """
+
+    values: torch.Tensor
+    mask: torch.Tensor
+    gaps: torch.Tensor
+    lengths: torch.Tensor
+    origin: torch.Tensor
+
+    @classmethod
+    def from_grid(cls, times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+                  ) -> ContextSequences:
+        """Gather each series' observed grid points (any channel) out of a union grid."""
+        observed = mask.sum(-1) > 0
+        order, lengths = observed_first(observed)
+        longest = int(lengths.max()) if lengths.numel() else 0
+        order = order[:, :longest]
+        index = order.unsqueeze(-1).expand(-1, -1, values.shape[-1])
+        inside = torch.arange(longest, device=times.device) < lengths.unsqueeze(-1)
+        t = times[order]
+        gaps = torch.cat([torch.zeros_like(t[:, :1]), t[:, 1:] - t[:, :-1]], dim=1)
+        last = (lengths - 1).clamp(min=0).unsqueeze(-1)
+        origin = t.gather(1, last).squeeze(-1) if longest else times.new_zeros(len(lengths))
+        return cls(values=values.gather(1, index) * inside.unsqueeze(-1),
+                   mask=mask.gather(1, index) * inside.unsqueeze(-1),
+                   gaps=(gaps * inside).to(values), lengths=lengths,
+                   origin=torch.where(lengths > 0, origin, torch.zeros_like(origin)))
+
+    def last(self, states: torch.Tensor) -> torch.Tensor:
+        """The state after each series' last observation out of per-step ``states``
+        (batch, longest, hidden); zeros for a series without one."""
+        if states.shape[1] == 0:
+            return states.new_zeros(states.shape[0], states.shape[-1])
+        index = (self.lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, states.shape[-1])
+        picked = states.gather(1, index).squeeze(1)
+        return picked * (self.lengths > 0).unsqueeze(-1).to(picked)
+
+
+class _ForwardEncoder(nn.Module):
+    """Shared parts: a head from the final hidden state (and any extra per-series inputs,
+    such as the context's levels) to (mu, logvar)."""
+
+    def __init__(self, hidden_dim: int, latent_dim: int, extra_inputs: int = 0):
         super().__init__()
         self.hidden_dim = hidden_dim
-        self.cell = nn.GRUCell(2 * n_channels + extra_inputs, hidden_dim)
-        self.head = mlp(hidden_dim, (hidden_dim,), 2 * latent_dim)
+        self.extra_inputs = extra_inputs
+        self.head = mlp(hidden_dim + extra_inputs, (hidden_dim,), 2 * latent_dim)
 
-    def _update(self, h: torch.Tensor, x: torch.Tensor, m: torch.Tensor,
-                extra: torch.Tensor | None = None) -> torch.Tensor:
-        inputs = [x * m, m] + ([] if extra is None else [extra])
-        h_new = self.cell(torch.cat(inputs, dim=-1), h)
-        observed = (m.sum(-1, keepdim=True) > 0).to(h)
-        return observed * h_new + (1 - observed) * h
-
-    def _posterior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _posterior(self, h: torch.Tensor, extra: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.extra_inputs:
+            h = torch.cat([h, extra], dim=-1)
         mu, logvar = self.head(h).chunk(2, dim=-1)
         return mu, logvar.clamp(-10.0, 5.0)
 
+    def encode(self, sequences: ContextSequences) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
 
-class GRUDeltaTEncoder(_BackwardEncoder):
-    """GRU over the observations in reverse time, with the time gap as an input (the
-    recognition RNN of Chen et al. 2018).
+    def forward(self, times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
+                extra: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q(z) at each series' last read observation.
+
+        Parameters
+        ----------
+        times : Tensor, shape (grid,)
+        values, mask : Tensor, shape (batch, grid, channels)
+        extra : Tensor or None, shape (batch, extra_inputs)
+            Per-series inputs of the head.
+
+        Returns
+        -------
+        mu, logvar : Tensor, shape (batch, latent_dim)
+        origin : Tensor, shape (batch,)
+            Grid time of the state (each series' last read observation).
+        """
+        sequences = ContextSequences.from_grid(times, values, mask)
+        mu, logvar = self._posterior(self.encode(sequences), extra)
+        return mu, logvar, sequences.origin
+
+
+class GRUDeltaTEncoder(_ForwardEncoder):
+    """A GRU over each series' observations in time order, with the time gap since the
+    previous observation as an input (inputs ``[x * m, m, Δt]``; torch's fused loop).
 
     Parameters
     ----------
     n_channels, hidden_dim, latent_dim : int
+    extra_inputs : int
+        Size of the per-series inputs of the head.
 
     Examples
     --------
     >>> enc = GRUDeltaTEncoder(2, 8, 4)
-    >>> mu, logvar = enc(torch.linspace(0, 1, 5), torch.zeros(3, 5, 2), torch.ones(3, 5, 2))
-    >>> mu.shape
-    torch.Size([3, 4])
+    >>> mu, logvar, origin = enc(torch.linspace(0, 1, 5), torch.zeros(3, 5, 2),
+    ...                          torch.ones(3, 5, 2))
+    >>> mu.shape, origin.tolist()
+    (torch.Size([3, 4]), [1.0, 1.0, 1.0])
     """
 
-    def __init__(self, n_channels: int, hidden_dim: int, latent_dim: int):
-        super().__init__(n_channels, hidden_dim, latent_dim, extra_inputs=1)
+    def __init__(self, n_channels: int, hidden_dim: int, latent_dim: int,
+                 extra_inputs: int = 0):
+        super().__init__(hidden_dim, latent_dim, extra_inputs)
+        self.rnn = nn.GRU(2 * n_channels + 1, hidden_dim, batch_first=True)
 
-    def forward(self, times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor):
-        batch = values.shape[0]
-        h = values.new_zeros(batch, self.hidden_dim)
-        # Gap from each series' previously read (later) observation; 0 for its last one, so
-        # nothing depends on how far the grid runs past it.
-        last_seen = torch.full((batch, 1), float("inf"), dtype=times.dtype,
-                               device=times.device)
-        for i in range(len(times) - 1, -1, -1):
-            m = mask[:, i]
-            gap = torch.where(torch.isinf(last_seen), 0.0, last_seen - times[i])
-            h = self._update(h, values[:, i], m, gap)
-            observed = m.sum(-1, keepdim=True) > 0
-            last_seen = torch.where(observed, times[i].expand_as(last_seen), last_seen)
-        # z0 lives at times[0], the series' first row: one last update, without a value,
-        # reads the gap from its earliest read observation back to it (non-zero only when
-        # its first rows hold no value).
-        lead = torch.where(torch.isinf(last_seen), 0.0, last_seen - times[0])
-        nothing = values.new_zeros(batch, 2 * values.shape[-1])
-        h = self.cell(torch.cat([nothing, lead.to(h)], dim=-1), h)
-        return self._posterior(h)
+    def encode(self, sequences: ContextSequences) -> torch.Tensor:
+        s = sequences
+        if s.values.shape[1] == 0:
+            return s.values.new_zeros(s.values.shape[0], self.hidden_dim)
+        inputs = torch.cat([s.values * s.mask, s.mask, s.gaps.unsqueeze(-1)], dim=-1)
+        states, _ = self.rnn(inputs)
+        return s.last(states)
 
 
 class _GapScaled(nn.Module):
@@ -97,59 +167,53 @@ class _GapScaled(nn.Module):
         return self.gap * self.dynamics(s, h)
 
 
-class ODERNNEncoder(_BackwardEncoder):
-    """ODE-RNN: the hidden state follows an ODE between observations and takes a GRU update
-    at each one, run from the last observation back to ``times[0]`` (Rubanova et al. 2019).
-
-    Each series' state crosses the gap between two of its own observations in one solve,
-    whatever other series' times lie in between, so its encoding depends on its own
-    observations only (not on the batch it shares a grid with).
+class ODERNNEncoder(_ForwardEncoder):
+    """ODE-RNN: the hidden state follows an ODE across each gap between a series' own
+    observations and takes a GRU update at each one (Rubanova et al. 2019).
 
     Parameters
     ----------
     n_channels, hidden_dim, latent_dim : int
     solver : SolverOptions
-        Options of the hidden-state solves (one per gap between a series' observations).
+        Options of the hidden-state solves (one per step, each series across its own gap).
+    extra_inputs : int
+        Size of the per-series inputs of the head.
     """
 
     def __init__(self, n_channels: int, hidden_dim: int, latent_dim: int,
-                 solver: SolverOptions):
-        super().__init__(n_channels, hidden_dim, latent_dim, extra_inputs=0)
+                 solver: SolverOptions, extra_inputs: int = 0):
+        super().__init__(hidden_dim, latent_dim, extra_inputs)
+        self.cell = nn.GRUCell(2 * n_channels, hidden_dim)
         self.dynamics = CountedDynamics(MLPDynamics(hidden_dim, (hidden_dim,)))
         self.solver = solver
 
     def _move(self, h: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
-        """The state of each row ``gap[row]`` later (negative: earlier); the dynamics are
-        autonomous, so where a gap starts does not matter."""
+        """The state of each row ``gap[row]`` later; the dynamics are autonomous, so where a
+        gap starts does not matter."""
         if self.solver.method == "euler" and self.solver.step_size is None:
             # What odeint computes for one Euler step, without its per-call set-up, which
-            # costs more than the step itself on CPU and dominates long union grids.
+            # costs more than the step itself on CPU.
             return h + gap * self.dynamics(gap.new_zeros(()), h)
         span = torch.tensor([0.0, 1.0], dtype=h.dtype, device=h.device)
         return odeint_checked(_GapScaled(self.dynamics, gap), h, span, self.solver)[-1]
 
-    def forward(self, times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor):
-        batch = values.shape[0]
-        h = values.new_zeros(batch, self.hidden_dim)
-        # Time of each series' previously read (later) observation; NaN until its first, so
-        # a state starts moving at the series' last observation, not at the end of the grid.
-        last_seen = torch.full((batch, 1), float("nan"), dtype=times.dtype,
-                               device=times.device)
-        for i in range(len(times) - 1, -1, -1):
-            observed = mask[:, i].sum(-1, keepdim=True) > 0
-            gap = torch.where(observed, times[i] - last_seen, 0.0).nan_to_num(0.0).to(h)
-            h = self._update(self._move(h, gap), values[:, i], mask[:, i])
-            last_seen = torch.where(observed, times[i].expand_as(last_seen), last_seen)
-        # z0 lives at times[0], each series' first row: usually its first observation too.
-        gap = (times[0] - last_seen).nan_to_num(0.0).to(h)
-        return self._posterior(self._move(h, gap) if bool((gap != 0).any()) else h)
+    def encode(self, sequences: ContextSequences) -> torch.Tensor:
+        s = sequences
+        h = s.values.new_zeros(s.values.shape[0], self.hidden_dim)
+        for k in range(s.values.shape[1]):
+            inside = (k < s.lengths).unsqueeze(-1).to(h)
+            gap = s.gaps[:, k:k + 1]
+            moved = self._move(h, gap) if k else h
+            x, m = s.values[:, k], s.mask[:, k]
+            h = inside * self.cell(torch.cat([x * m, m], dim=-1), moved) + (1 - inside) * h
+        return h
 
 
 def build_encoder(kind: str, n_channels: int, hidden_dim: int, latent_dim: int,
-                  solver: SolverOptions) -> _BackwardEncoder:
+                  solver: SolverOptions, extra_inputs: int = 0) -> _ForwardEncoder:
     """``"rnn"`` -> :class:`GRUDeltaTEncoder`, ``"ode-rnn"`` -> :class:`ODERNNEncoder`."""
     if kind == "rnn":
-        return GRUDeltaTEncoder(n_channels, hidden_dim, latent_dim)
+        return GRUDeltaTEncoder(n_channels, hidden_dim, latent_dim, extra_inputs)
     if kind == "ode-rnn":
-        return ODERNNEncoder(n_channels, hidden_dim, latent_dim, solver)
+        return ODERNNEncoder(n_channels, hidden_dim, latent_dim, solver, extra_inputs)
     raise ValueError(f"encoder must be 'rnn' or 'ode-rnn'; got {kind!r}.")

@@ -1,8 +1,12 @@
 """The latent ODE model (Chen et al. 2018; Rubanova et al. 2019) as a torch module.
 
-An encoder reads the observations backwards to give q(z0); z0 follows a learned ODE through
-any requested times; a decoder maps z(t) to each channel's mean, with a learned per-channel
-observation noise.
+An encoder reads each series' context forwards to give q(z) at the series' last read
+observation, its forecast origin; z follows a learned ODE from there through any requested
+times, later (a forecast) or earlier (a reconstruction); a decoder maps z(t) to each channel's
+mean, with a learned per-channel observation noise. With a context level (``level="last"``
+or ``"mean"``) the model works relative to each series' own level: the encoder reads values
+minus that level and the decoder's output is added to it, so a series' forecast starts from
+where that series is, not from where the population is (instance normalisation, as RevIN).
 """
 
 from __future__ import annotations
@@ -10,12 +14,13 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from latode._numerics import CountedDynamics, SolverOptions, odeint_checked
-from latode.nn.dynamics import MLPDynamics, mlp
+from latode.nn.dynamics import ClockedDynamics, MLPDynamics, mlp
 from latode.nn.encoders import build_encoder
 from latode.nn.likelihoods import gaussian_kl_standard, masked_gaussian_log_likelihood
 from latode.nn.point_process import (
@@ -24,7 +29,7 @@ from latode.nn.point_process import (
     poisson_log_likelihood,
 )
 
-__all__ = ["LatentODE", "solve_from"]
+__all__ = ["LEVELS", "LatentContext", "LatentODE", "context_level", "solve_from", "solve_at"]
 
 
 def solve_from(func: CountedDynamics, z0: torch.Tensor, t0: torch.Tensor,
@@ -57,6 +62,107 @@ def solve_from(func: CountedDynamics, z0: torch.Tensor, t0: torch.Tensor,
     return torch.cat(parts, dim=0)
 
 
+def solve_at(func: CountedDynamics, z0: torch.Tensor, origin: torch.Tensor,
+             times: torch.Tensor, options: SolverOptions,
+             needed: torch.Tensor | None = None) -> torch.Tensor:
+    """z(t) of each series at grid ``times``, from its own state ``z0`` at its own ``origin``.
+
+    The dynamics are autonomous, so every series' times are counted from its own origin and
+    one solve through the union of those offsets (forwards and backwards from 0) serves the
+    batch.
+
+    Parameters
+    ----------
+    z0 : Tensor, shape (samples, batch, d)
+    origin : Tensor, shape (batch,)
+    times : Tensor, shape (T,)
+    needed : Tensor of bool or None, shape (batch, T)
+        The (series, time) pairs wanted; others are left out of the solve and hold some
+        other time's state. ``None``: all.
+
+    Returns
+    -------
+    Tensor, shape (samples, batch, T, d)
+
+    Examples
+    --------
+    >>> class Grow(torch.nn.Module):
+    ...     def forward(self, t, z):
+    ...         return z
+    >>> z = solve_at(CountedDynamics(Grow()), torch.ones(1, 2, 1), torch.tensor([0.0, 1.0]),
+    ...              torch.tensor([0.0, 1.0]), SolverOptions(rtol=1e-8, atol=1e-8))
+    >>> [round(float(v), 4) for v in z[0, :, :, 0].flatten()]
+    [1.0, 2.7183, 0.3679, 1.0]
+    """
+    offsets = times.unsqueeze(0) - origin.unsqueeze(1)  # (batch, T)
+    wanted = offsets.reshape(-1) if needed is None else offsets[needed.bool()]
+    grid = torch.unique(torch.cat([offsets.new_zeros(1), wanted]), sorted=True)
+    position = torch.searchsorted(grid, offsets.contiguous()).clamp(max=len(grid) - 1)
+    z = solve_from(func, z0, grid.new_zeros(()), grid, options).permute(1, 2, 0, 3)
+    index = position.unsqueeze(0).unsqueeze(-1).expand(z.shape[0], -1, -1, z.shape[-1])
+    return z.gather(2, index)
+
+
+#: Context levels a latent ODE can work relative to (``None``: the population's).
+LEVELS = ("last", "mean", None)
+
+
+def context_level(values: torch.Tensor, mask: torch.Tensor, kind: str | None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each series' level per channel in its read context, and where it has one.
+
+    Parameters
+    ----------
+    values, mask : Tensor, shape (batch, grid, channels)
+    kind : {"last", "mean", None}
+        The last read value, the mean of the read values, or none (zeros).
+
+    Returns
+    -------
+    level : Tensor, shape (batch, channels)
+        Zero where a channel was not read (the population mean in standardised units).
+    seen : Tensor, shape (batch, channels)
+        1.0 where the channel was read at least once.
+
+    Examples
+    --------
+    >>> v = torch.tensor([[[1.0], [3.0], [0.0]]]); m = torch.tensor([[[1.0], [1.0], [0.0]]])
+    >>> context_level(v, m, "last")[0].tolist(), context_level(v, m, "mean")[0].tolist()
+    ([[3.0]], [[2.0]])
+    """
+    if kind not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}; got {kind!r}.")
+    count = mask.sum(1)
+    seen = (count > 0).to(values)
+    if kind is None:
+        return torch.zeros_like(seen), seen
+    if kind == "mean":
+        return (values * mask).sum(1) / count.clamp(min=1.0), seen
+    position = torch.arange(mask.shape[1], device=mask.device, dtype=mask.dtype)
+    last = (mask * position.view(1, -1, 1)).argmax(1, keepdim=True)  # last read row
+    return values.gather(1, last).squeeze(1) * seen, seen
+
+
+@dataclass
+class LatentContext:
+    """What the encoder makes of each series' context.
+
+    Attributes
+    ----------
+    mu, logvar : Tensor, shape (batch, latent_dim)
+        q(z) at the origin.
+    origin : Tensor, shape (batch,)
+        Grid time of each series' last read observation, where z lives.
+    level : Tensor, shape (batch, channels)
+        The level the decoder's output is added to (zeros without a context level).
+    """
+
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    origin: torch.Tensor
+    level: torch.Tensor
+
+
 class LatentODE(nn.Module):
     """Encoder, latent dynamics and decoder of a latent ODE.
 
@@ -78,26 +184,42 @@ class LatentODE(nn.Module):
     observation_std : float or None
         Fixed standard deviation of the Gaussian observation noise (all channels, in the
         units the values arrive in); ``None`` learns one per channel.
+    level : {"last", "mean", None}
+        The context level each series is modelled relative to (:func:`context_level`); the
+        encoder's head also reads it, so z knows where the series is in absolute terms.
+    clock : bool
+        Append to z a clock, the time since the series' first row, that the dynamics read
+        (:class:`~latode.nn.dynamics.ClockedDynamics`) and the decoder too: the model can
+        then learn how series evolve with age (time since admission, enrolment, planting).
+        It is set, not drawn: at each origin it is the origin's grid time.
     """
 
     def __init__(self, n_channels: int, latent_dim: int = 8, hidden: Sequence[int] = (64, 64),
                  encoder: str = "ode-rnn", encoder_hidden: int = 32,
                  solver: SolverOptions | None = None,
                  encoder_solver: SolverOptions | None = None, point_process: bool = False,
-                 observation_std: float | None = None):
+                 observation_std: float | None = None, level: str | None = None,
+                 clock: bool = False):
         super().__init__()
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}; got {level!r}.")
         self.solver = solver or SolverOptions()
         self.point_process = point_process
+        self.level = level
+        self.clock = clock
         # With a point process the encoder also reads when events happened (one more input
-        # channel): their timing is information about z0.
+        # channel): their timing is information about z.
         self.encoder = build_encoder(encoder, n_channels + int(point_process), encoder_hidden,
-                                     latent_dim, encoder_solver or SolverOptions(method="euler"))
-        self.dynamics = CountedDynamics(MLPDynamics(latent_dim, hidden))
+                                     latent_dim, encoder_solver or SolverOptions(method="euler"),
+                                     extra_inputs=0 if level is None else 2 * n_channels)
+        self.dynamics = CountedDynamics(ClockedDynamics(latent_dim, hidden) if clock
+                                        else MLPDynamics(latent_dim, hidden))
         width = max(hidden[-1] if hidden else 32, 16)
+        state_dim = latent_dim + int(clock)
         with warnings.catch_warnings():
             # A pure point process has no value channel: the decoder's last layer is empty.
             warnings.filterwarnings("ignore", "Initializing zero-element tensors")
-            self.decoder = mlp(latent_dim, (width,), n_channels)
+            self.decoder = mlp(state_dim, (width,), n_channels)
         # Per-channel observation noise, learned from 0.1 or fixed. A buffer when fixed: the
         # name stays "log_std", so saved weights load either way into a matching module.
         if observation_std is None:
@@ -106,7 +228,7 @@ class LatentODE(nn.Module):
             self.register_buffer(
                 "log_std", torch.full((n_channels,), math.log(float(observation_std))))
         if point_process:
-            self.intensity = PoissonIntensity(latent_dim, (width,))
+            self.intensity = PoissonIntensity(state_dim, (width,))
             # Shares the dynamics network: z(t) is the same with or without Λ appended.
             self.augmented = CountedDynamics(
                 IntensityAugmentedDynamics(self.dynamics.func, self.intensity))
@@ -121,26 +243,53 @@ class LatentODE(nn.Module):
         counts = events.to(values).unsqueeze(-1)
         return torch.cat([values, counts], -1), torch.cat([mask, (counts > 0).to(mask)], -1)
 
-    def posterior(self, times, values, mask, events=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of q(z0 | observations), each (batch, latent_dim)."""
-        return self.encoder(times, *self.encoder_inputs(values, mask, events))
-
-    def decode(self, z0: torch.Tensor, t0: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-        """Channel means at ``times`` from ``z0`` at ``t0``.
+    def encode(self, times, values, mask, events=None) -> LatentContext:
+        """q(z) at each series' last read observation, and its context level.
 
         Parameters
         ----------
-        z0 : Tensor, shape (samples, batch, latent_dim)
+        times : Tensor, shape (grid,)
+        values, mask : Tensor, shape (batch, grid, channels)
+            ``mask`` marks the entries read.
+        events : Tensor or None, shape (batch, grid)
+            Event counts read (point process only).
+        """
+        level, seen = context_level(values, mask, self.level)
+        relative = (values - level.unsqueeze(1)) * mask
+        extra = None if self.level is None else torch.cat([level, seen], dim=-1)
+        mu, logvar, origin = self.encoder(times, *self.encoder_inputs(relative, mask, events),
+                                          extra=extra)
+        return LatentContext(mu, logvar, origin, level)
+
+    def decode(self, z: torch.Tensor, context: LatentContext, times: torch.Tensor,
+               needed: torch.Tensor | None = None) -> torch.Tensor:
+        """Channel means at grid ``times`` from ``z`` at each series' origin.
+
+        Parameters
+        ----------
+        z : Tensor, shape (samples, batch, latent_dim)
+        context : LatentContext
         times : Tensor, shape (T,), strictly increasing
+        needed : Tensor of bool or None, shape (batch, T)
+            The (series, time) pairs wanted (see :func:`solve_at`).
 
         Returns
         -------
         Tensor, shape (samples, batch, T, channels)
         """
-        z = solve_from(self.dynamics, z0, t0, times, self.solver)  # (T, S, B, L)
-        return self.decoder(z.permute(1, 2, 0, 3))
+        path = solve_at(self.dynamics, self._state(z, context), context.origin, times,
+                        self.solver, needed)
+        return self.decoder(path) + context.level.unsqueeze(1)
 
-    def decode_with_intensity(self, z0: torch.Tensor, t0: torch.Tensor, times: torch.Tensor
+    def _state(self, z: torch.Tensor, context: LatentContext) -> torch.Tensor:
+        """The solved state at the origins: z, with the clock appended when there is one."""
+        if not self.clock:
+            return z
+        age = context.origin.to(z).view(1, -1, 1).expand(z.shape[0], -1, 1)
+        return torch.cat([z, age], dim=-1)
+
+    def decode_with_intensity(self, z: torch.Tensor, context: LatentContext,
+                              times: torch.Tensor, needed: torch.Tensor | None = None
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Channel means, log λ and Λ at ``times``, from one augmented solve.
 
@@ -148,14 +297,16 @@ class LatentODE(nn.Module):
         -------
         means : Tensor, shape (samples, batch, T, channels)
         log_rate, cumulative : Tensor, shape (samples, batch, T)
-            log λ(t) and Λ(t) = ∫_{t0}^t λ (negative before ``t0``).
+            log λ(t) and Λ(t) = ∫ λ from each series' origin to t (negative before it).
         """
         if not self.point_process:
             raise ValueError("This latent ODE has no point process (point_process=False).")
-        state0 = torch.cat([z0, z0.new_zeros(z0.shape[:-1] + (1,))], -1)
-        state = solve_from(self.augmented, state0, t0, times, self.solver).permute(1, 2, 0, 3)
-        z, cumulative = state[..., :-1], state[..., -1]
-        return self.decoder(z), self.intensity.log_rate(z), cumulative
+        z = self._state(z, context)
+        state0 = torch.cat([z, z.new_zeros(z.shape[:-1] + (1,))], -1)
+        state = solve_at(self.augmented, state0, context.origin, times, self.solver, needed)
+        path, cumulative = state[..., :-1], state[..., -1]
+        means = self.decoder(path) + context.level.unsqueeze(1)
+        return means, self.intensity.log_rate(path), cumulative
 
     @staticmethod
     def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int,
@@ -177,6 +328,12 @@ class LatentODE(nn.Module):
             eps = torch.stack([torch.randn((n_samples,) + tuple(mu.shape[1:]), generator=g)
                                for g in generator], dim=1).to(mu)
         return mu + eps * torch.exp(0.5 * logvar)
+
+    def draw(self, context: LatentContext, n_samples: int,
+             generator: torch.Generator | Sequence[torch.Generator] | None = None
+             ) -> torch.Tensor:
+        """Draws of z at the origins, shape (samples, batch, latent_dim)."""
+        return self.sample_posterior(context.mu, context.logvar, n_samples, generator)
 
     def observation_log_std(self) -> torch.Tensor:
         return self.log_std.clamp(min=math.log(1e-3))
@@ -211,23 +368,25 @@ class LatentODE(nn.Module):
             analytic KL(q || N(0, I)).
         """
         read = mask if enc_mask is None else enc_mask
-        mu, logvar = self.posterior(times, values, read,
-                                    events if enc_events is None else enc_events)
-        z0 = self.sample_posterior(mu, logvar, n_samples)
+        context = self.encode(times, values, read, events if enc_events is None else enc_events)
+        z = self.draw(context, n_samples)
+        needed = mask.sum(-1) > 0
         if self.point_process:
-            mean, log_rate, cumulative = self.decode_with_intensity(z0, times[0], times)
             if window is None:
                 window = ((mask.sum(-1) > 0) | (events > 0)).to(values)
+            needed = needed | (window > 0) | (events > 0)
+            mean, log_rate, cumulative = self.decode_with_intensity(z, context, times, needed)
             event_ll = poisson_log_likelihood(log_rate, cumulative, events, window)
         else:
-            mean = self.decode(z0, times[0], times)
+            mean = self.decode(z, context, times, needed)
             event_ll = mean.new_zeros(mean.shape[:2])
+        mu, logvar = context.mu, context.logvar
         return {
             "observations": masked_gaussian_log_likelihood(values, mean,
                                                            self.observation_log_std(), mask),
             "events": event_ll,
-            "log_q": torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z0).sum(-1),
-            "log_p": torch.distributions.Normal(0.0, 1.0).log_prob(z0).sum(-1),
+            "log_q": torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1),
+            "log_p": torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1),
             "kl": gaussian_kl_standard(mu, logvar),
         }
 

@@ -9,6 +9,7 @@ import torch
 from sklearn.base import clone
 
 from latode.estimators import LatentODEForecaster, RNNForecaster
+from latode.estimators._schedule import training_plan
 from latode.exceptions import InvalidCheckpointError, NotFittedError, SolverError
 
 DECAY = 0.7
@@ -37,7 +38,7 @@ def small(cls=LatentODEForecaster, **kw):
 @pytest.fixture(scope="module")
 def linear_fit():
     df, y0 = linear_ode_frame()
-    model = small(max_epochs=150, learning_rate=2e-2, patience=None,
+    model = small(max_epochs=300, learning_rate=2e-2, patience=None,
                   validation_fraction=0.0).fit(df)
     return model, df, y0
 
@@ -304,21 +305,24 @@ def staggered_frame():
     return pd.concat(frames, ignore_index=True)
 
 
-@pytest.mark.parametrize("encoder, encoder_solver", [
-    ("rnn", "euler"), ("ode-rnn", "euler"), ("ode-rnn", "rk4"), ("ode-rnn", "dopri5")])
-def test_a_series_forecast_depends_only_on_its_own_rows(encoder, encoder_solver):
-    # Alone or in one batch with the others, a series gets the same q(z0) and the same
+@pytest.mark.parametrize("encoder, encoder_solver, options", [
+    ("rnn", "euler", {}), ("ode-rnn", "euler", {}), ("ode-rnn", "rk4", {}),
+    ("ode-rnn", "dopri5", {}), ("rnn", "euler", {"level": "mean", "clock": True}),
+    ("rnn", "euler", {"level": None, "objective": "reconstruct"})])
+def test_a_series_forecast_depends_only_on_its_own_rows(encoder, encoder_solver, options):
+    # Alone or in one batch with the others, a series gets the same q(z) and the same
     # forecast (up to the adaptive solver's shared step control, tight here).
     df = staggered_frame()
     model = small(encoder=encoder, encoder_solver=encoder_solver, rtol=1e-7,
-                  atol=1e-9).fit(df)
+                  atol=1e-9, **options).fit(df)
     module, packed = model.module_, model.converter_.pack(df)
 
     def forecast(batch, k, times):
-        """q(z0) of the batch's k-th series and the mean decoded from its mean at ``times``."""
-        mu, logvar = module.posterior(batch.times, batch.values, batch.mask)
+        """q(z) of the batch's k-th series and the mean decoded from its mean at ``times``."""
+        context = module.encode(batch.times, batch.values, batch.mask)
         grid = torch.as_tensor(times - batch.origins[k], dtype=torch.float32)
-        return mu[k], logvar[k], module.decode(mu[None], batch.times[0], grid)[0, k]
+        return (context.mu[k], context.logvar[k],
+                module.decode(context.mu[None], context, grid)[0, k])
 
     last = packed.times[packed.indptr[1:] - 1]
     with torch.no_grad():
@@ -462,3 +466,19 @@ def test_a_far_off_time_with_a_fixed_step_solver_is_a_solver_error():
     assert len(model.predict(df, timestamps=[50.0, 90.0, 120.0])) == 12
     with pytest.raises(SolverError, match=r"needs 1e\+13 steps, over the 1e\+07"):
         model.predict(df, timestamps=[1e12])
+
+
+def test_auto_training_plan_follows_the_number_of_series():
+    # 20 series, 4 held out: batches of 8 (two steps an epoch), patience of 100 epochs; an
+    # explicit setting wins.
+    df = staggered_frame()
+    frames = [df.assign(unique_id=df.unique_id + f"-{k}") for k in range(5)]
+    many = pd.concat(frames, ignore_index=True)
+    auto = small(max_epochs="auto", batch_size="auto", patience="auto", max_num_steps=500)
+    plan = training_plan(16, "auto", "auto", "auto")
+    assert (plan.batch_size, plan.patience) == (8, 100)
+    auto.set_params(max_epochs=3).fit(many)
+    assert auto.n_epochs_ == 3
+    assert auto.history_[0]["lr"] > 0
+    with pytest.raises(ValueError, match="'batch_size' parameter .* one of 'auto'"):
+        small(batch_size="big").fit(many)

@@ -60,10 +60,10 @@ def test_a_step_budget_set_after_fit_is_a_solver_error_naming_the_remedy(fitted,
 def test_the_same_model_forecasts_again_once_the_budget_is_restored(fitted):
     model, df = fitted
     before = FORECAST_CALLS["predict"](model, df)
-    changed = copy.deepcopy(model).set_params(max_num_steps=1)
+    changed = copy.deepcopy(model).set_params(max_num_steps=1, rtol=1e-9, atol=1e-10)
     with pytest.raises(SolverError):
         FORECAST_CALLS["predict"](changed, df)
-    changed.set_params(max_num_steps=model.max_num_steps)
+    changed.set_params(max_num_steps=model.max_num_steps, rtol=model.rtol, atol=model.atol)
     pd.testing.assert_frame_equal(FORECAST_CALLS["predict"](changed, df), before)
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from latode._numerics import CountedDynamics, SolverOptions
 from latode.nn.encoders import GRUDeltaTEncoder, ODERNNEncoder
-from latode.nn.latent_ode import LatentODE, solve_from
+from latode.nn.latent_ode import LatentODE, context_level, solve_at, solve_from
 
 
 class Linear(nn.Module):
@@ -95,8 +95,8 @@ def test_encoders_ignore_values_that_are_masked_out(cls):
     encoder = small_encoder(cls)
     times, values, mask = batch()
     garbage = values + 100.0 * torch.randn_like(values) * (1 - mask)
-    mu_a, logvar_a = encoder(times, values, mask)
-    mu_b, logvar_b = encoder(times, garbage, mask)
+    mu_a, logvar_a, _ = encoder(times, values, mask)
+    mu_b, logvar_b, _ = encoder(times, garbage, mask)
     torch.testing.assert_close(mu_a, mu_b)
     torch.testing.assert_close(logvar_a, logvar_b)
     # ...while an observed value does matter
@@ -108,7 +108,8 @@ def test_encoders_ignore_values_that_are_masked_out(cls):
 def test_kl_weight_scales_exactly_the_kl_term_of_the_bound():
     m = model()
     times, values, mask = batch()
-    mu, logvar = m.posterior(times, values, mask)
+    context = m.encode(times, values, mask)
+    mu, logvar = context.mu, context.logvar
     # KL(N(mu, s^2) || N(0, 1)) by hand, independent of the library's helper.
     kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)
 
@@ -126,22 +127,30 @@ def test_kl_weight_scales_exactly_the_kl_term_of_the_bound():
 
 
 @pytest.mark.parametrize("cls", [GRUDeltaTEncoder, ODERNNEncoder])
-def test_encoding_ignores_grid_times_after_the_last_observation(cls):
+def test_encoding_ignores_grid_times_where_the_series_has_no_observation(cls):
     # Training reads a prefix of a longer grid; prediction reads a context whose grid ends at
-    # its last observation. Both must give the same q(z0).
+    # its last observation; other series add grid times before and between. All must give
+    # the same q(z), at the series' last observation.
     encoder = small_encoder(cls)
     times, values, mask = batch()
-    longer = torch.cat([times, torch.tensor([1.9, 2.5], dtype=times.dtype)])
-    pad = torch.zeros(4, 2, 2, dtype=values.dtype)
-    mu_a, logvar_a = encoder(times, values, mask)
-    mu_b, logvar_b = encoder(longer, torch.cat([values, pad], 1), torch.cat([mask, pad], 1))
+    mu_a, logvar_a, origin_a = encoder(times, values, mask)
+    last_row = [max(t for t in range(4) if mask[b, t].sum() > 0) for b in range(4)]
+    torch.testing.assert_close(origin_a, times[last_row])
+    longer = torch.tensor([-0.5, 0.0, 0.1, 0.3, 0.7, 1.2, 1.9, 2.5], dtype=times.dtype)
+    own = [1, 3, 4, 5]  # where the original grid points sit in the longer one
+    padded_values = torch.zeros(4, 8, 2, dtype=values.dtype)
+    padded_mask = torch.zeros_like(padded_values)
+    padded_values[:, own], padded_mask[:, own] = values, mask
+    mu_b, logvar_b, origin_b = encoder(longer, padded_values, padded_mask)
     torch.testing.assert_close(mu_a, mu_b)
     torch.testing.assert_close(logvar_a, logvar_b)
-    # ...but z0 is at times[0]: an empty grid point before the first observation moves it.
-    earlier = torch.cat([torch.tensor([-0.5], dtype=times.dtype), times])
-    mu_c, _ = encoder(earlier, torch.cat([pad[:, :1], values], 1),
-                      torch.cat([pad[:, :1], mask], 1))
-    assert not torch.allclose(mu_a, mu_c)
+    torch.testing.assert_close(origin_a, origin_b)
+    # ...while a later observation moves the origin and the state.
+    padded_mask[0, 6, 0], padded_values[0, 6, 0] = 1.0, 0.5
+    mu_c, _, origin_c = encoder(longer, padded_values, padded_mask)
+    assert float(origin_c[0]) == pytest.approx(1.9)
+    assert not torch.allclose(mu_c[0], mu_a[0])
+    torch.testing.assert_close(mu_c[1:], mu_a[1:])
 
 
 def test_a_fixed_observation_std_is_a_constant_not_a_parameter():
@@ -162,3 +171,57 @@ def test_a_fixed_observation_std_is_a_constant_not_a_parameter():
     assert fixed.log_std.grad is None
     torch.testing.assert_close(fixed.observation_log_std().exp(),
                                torch.full((2,), 0.05, dtype=torch.float64))
+
+
+def test_solve_at_starts_each_series_at_its_own_origin_like_the_exponential():
+    # dz/dt = -0.5 z: each series' state at its own origin, times before and after it.
+    f = CountedDynamics(Linear(0.5))
+    z0 = torch.tensor([[[2.0], [1.0], [3.0]]], dtype=torch.float64)  # (samples, batch, 1)
+    origin = torch.tensor([0.0, 0.7, 2.0], dtype=torch.float64)
+    times = torch.tensor([0.0, 0.5, 1.0, 2.5], dtype=torch.float64)
+    z = solve_at(f, z0, origin, times, SolverOptions(rtol=1e-10, atol=1e-12))
+    expected = z0[0] * torch.exp(-0.5 * (times[None, :] - origin[:, None]))
+    torch.testing.assert_close(z[0, :, :, 0], expected[..., 0] if expected.dim() == 3
+                               else expected, rtol=1e-7, atol=1e-9)
+    # Only the wanted pairs are solved for; they come out the same.
+    needed = torch.tensor([[True, False, False, False], [False, True, True, False],
+                           [False, False, False, True]])
+    partial = solve_at(f, z0, origin, times, SolverOptions(rtol=1e-10, atol=1e-12), needed)
+    torch.testing.assert_close(partial[0, needed], z[0, needed], rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["last", "mean", None])
+def test_context_level_against_a_loop(kind):
+    g = torch.Generator().manual_seed(0)
+    values = torch.randn(3, 6, 2, generator=g, dtype=torch.float64)
+    mask = (torch.rand(3, 6, 2, generator=g) > 0.5).double()
+    mask[2, :, 1] = 0.0  # a channel never read
+    level, seen = context_level(values, mask, kind)
+    for b in range(3):
+        for c in range(2):
+            rows = [t for t in range(6) if mask[b, t, c] > 0]
+            assert float(seen[b, c]) == float(bool(rows))
+            if not rows or kind is None:
+                expected = 0.0
+            elif kind == "last":
+                expected = float(values[b, rows[-1], c])
+            else:
+                expected = float(values[b, rows, c].mean())
+            assert float(level[b, c]) == pytest.approx(expected)
+
+
+def test_a_context_level_makes_the_model_shift_with_the_series():
+    # Relative to the last value, a series' encoder reads the same differences whatever its
+    # level; its forecast then moves with the level only through the head's level input.
+    torch.manual_seed(0)
+    m = LatentODE(2, latent_dim=3, hidden=(8,), encoder="rnn", encoder_hidden=6,
+                  solver=SolverOptions(rtol=1e-9, atol=1e-10), level="last").double()
+    times, values, mask = batch()
+    context = m.encode(times, values, mask)
+    level, _ = context_level(values, mask, "last")
+    torch.testing.assert_close(context.level, level)
+    with torch.no_grad():
+        mean = m.decode(context.mu[None], context, times)
+        offset = m.decoder(solve_at(m.dynamics, context.mu[None], context.origin, times,
+                                    m.solver))
+    torch.testing.assert_close(mean - offset, level[None, :, None, :].expand_as(mean))

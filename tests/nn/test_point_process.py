@@ -12,7 +12,7 @@ from torch import nn
 
 from latode._numerics import CountedDynamics, SolverOptions, count_nfe, odeint_checked
 from latode.data import IrregularFrameConverter
-from latode.nn.latent_ode import LatentODE
+from latode.nn.latent_ode import LatentContext, LatentODE
 from latode.nn.point_process import (
     IntensityAugmentedDynamics,
     PoissonIntensity,
@@ -157,9 +157,12 @@ def test_augmented_solve_leaves_the_trajectory_unchanged_and_integrates_the_rate
     model = _model()
     times = torch.linspace(0.0, 2.0, 41, dtype=torch.float64)
     z0 = torch.randn(2, 3, 3, dtype=torch.float64)
+    # Every series' state at time 0, without a level: Λ then runs from 0.
+    context = LatentContext(z0[0], z0[0], torch.zeros(3, dtype=torch.float64),
+                            torch.zeros(3, 2, dtype=torch.float64))
     with torch.no_grad():
-        means, log_rate, cumulative = model.decode_with_intensity(z0, times[0], times)
-        torch.testing.assert_close(means, model.decode(z0, times[0], times), rtol=1e-5,
+        means, log_rate, cumulative = model.decode_with_intensity(z0, context, times)
+        torch.testing.assert_close(means, model.decode(z0, context, times), rtol=1e-5,
                                    atol=1e-6)
     # An independent integral: Simpson's rule on the solved rate.
     rate = log_rate.exp().numpy()
@@ -209,11 +212,11 @@ def test_events_change_the_encoding_and_the_bound():
     model = _model()
     times, values, mask, events = _batch()
     with torch.no_grad():
-        mu, _ = model.posterior(times, values, mask, events)
-        mu_moved, _ = model.posterior(times, values, mask, events.roll(1, -1))
+        mu = model.encode(times, values, mask, events).mu
+        mu_moved = model.encode(times, values, mask, events.roll(1, -1)).mu
     assert not torch.allclose(mu, mu_moved)
     with pytest.raises(ValueError, match="events="):
-        model.posterior(times, values, mask)
+        model.encode(times, values, mask)
 
 
 def test_augmented_solve_is_counted():

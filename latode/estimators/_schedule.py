@@ -1,0 +1,68 @@
+"""How long a forecaster trains: batch size, epochs and patience that follow the data.
+
+A fixed number of epochs means very different training for 50 series (one optimisation step
+an epoch at 50 series a batch) and for 4000 (eighty). With ``"auto"``, the plan is set in
+optimisation steps instead: batches small enough that even a few dozen series give several
+steps an epoch, about :data:`TARGET_STEPS` steps in all, and a patience of about a tenth of
+that, so early stopping waits the same number of steps at any data size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["AUTO", "TARGET_STEPS", "TrainingPlan", "training_plan", "prediction_chunk"]
+
+AUTO = "auto"
+#: Optimisation steps an ``"auto"`` plan aims for (before early stopping).
+TARGET_STEPS = 2000
+#: Largest batch an ``"auto"`` plan uses, and the smallest.
+MAX_BATCH, MIN_BATCH = 50, 8
+#: Fewest and most epochs an ``"auto"`` plan runs.
+MIN_EPOCHS, MAX_EPOCHS = 10, 300
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Resolved training length.
+
+    Attributes
+    ----------
+    batch_size, max_epochs : int
+    patience : int or None
+    """
+
+    batch_size: int
+    max_epochs: int
+    patience: int | None
+
+
+def training_plan(n_train: int, batch_size: int | str, max_epochs: int | str,
+                  patience: int | str | None) -> TrainingPlan:
+    """Resolve ``"auto"`` settings for ``n_train`` training series.
+
+    Examples
+    --------
+    >>> training_plan(50, "auto", "auto", "auto")
+    TrainingPlan(batch_size=13, max_epochs=300, patience=50)
+    >>> training_plan(3000, "auto", "auto", "auto")
+    TrainingPlan(batch_size=50, max_epochs=34, patience=10)
+    >>> training_plan(3000, 100, 5, None)
+    TrainingPlan(batch_size=100, max_epochs=5, patience=None)
+    """
+    n_train = max(int(n_train), 1)
+    if batch_size == AUTO:
+        batch_size = min(MAX_BATCH, max(MIN_BATCH, math.ceil(n_train / 4)))
+    steps_per_epoch = math.ceil(n_train / int(batch_size))
+    if max_epochs == AUTO:
+        max_epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch)))
+    if patience == AUTO:
+        patience = max(10, math.ceil(TARGET_STEPS / 10 / steps_per_epoch))
+    return TrainingPlan(int(batch_size), int(max_epochs), patience)
+
+
+def prediction_chunk(batch_size: int | str) -> int:
+    """Series per solve when forecasting or scoring: the training batch size, or
+    :data:`MAX_BATCH` with ``"auto"``."""
+    return MAX_BATCH if batch_size == AUTO else int(batch_size)
