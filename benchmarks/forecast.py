@@ -371,6 +371,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                             help="records of set A to load (default all 4000; quick 100)")
         parser.add_argument("--resolution-minutes", type=int, default=1,
                             help="PhysioNet time bins in minutes (default 1)")
+        parser.add_argument("--results-name", default="forecast",
+                            help="results/<name>.json (default forecast), so that tasks run "
+                                 "apart keep their own results")
 
     args = benchmark_args(__doc__.splitlines()[0], argv, extra)
     names = [n.strip() for n in args.tasks.split(",") if n.strip()]
@@ -390,7 +393,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                "epochs"]
     print_table(rows, columns, title="Held-out forecasts, errors in training s.d. "
                                      "(PhysioNet: min-max units)")
-    path = write_results("forecast", {
+    path = write_results(args.results_name, {
         "tasks": tasks, "n_samples": n_samples, "quantiles": QUANTILES, "level": LEVEL,
         "physionet_records": args.physionet_records,
         "resolution_minutes": args.resolution_minutes,
