@@ -170,10 +170,10 @@ class PackedSeries:
         """Batch ``series`` (positions; all when ``None``) on the union of their times, each
         series' times counted from its own first row.
 
-        The latent state z0 of a series thus lives at its own first time, wherever the other
-        series of the batch start: its forecast depends on its own rows only. The models'
-        dynamics are autonomous, so the shift changes nothing else (and float32 keeps the
-        resolution of short gaps in series that start far from the training origin).
+        A series' grid times thus mean the same (its age) wherever the other series of the
+        batch start, so what a model computes for it depends on its own rows only; float32
+        keeps the resolution of short gaps in series that start far from the training
+        origin.
         """
         series = np.arange(self.n_series) if series is None else np.asarray(series, np.int64)
         rows = self.rows_of(series)
