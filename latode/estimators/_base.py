@@ -202,25 +202,25 @@ class TorchEstimator(BaseEstimator):
         batch_loss,
         batches,
         *,
+        max_epochs: int,
+        patience: int | None,
         validate=None,
         seed: int,
         checkpoint_dir: str | os.PathLike | None = None,
         tracking: Any = None,
         data_summary: dict[str, Any] | None = None,
         distributed_average=None,
-        max_epochs: int | None = None,
-        patience: int | None | str = "estimator",
     ) -> list[dict[str, float]]:
         """Train ``module`` with the shared :class:`Trainer` and this estimator's settings.
 
-        ``max_epochs`` and ``patience`` override the estimator's own (a forecaster resolves
-        its ``"auto"`` settings from the data first). Sets ``history_``, ``n_epochs_``, ``best_epoch_`` and ``bad_steps_``.
+        ``max_epochs`` and ``patience`` come resolved from the caller (a forecaster's
+        ``"auto"`` settings follow its data). Sets ``history_``, ``n_epochs_``,
+        ``best_epoch_`` and ``bad_steps_``.
         """
         early = EarlyStopping(
             monitor="val_loss" if validate is not None else "train_loss",
-            patience=self.patience if patience == "estimator" else patience,
+            patience=patience,
         )
-        max_epochs = int(self.max_epochs if max_epochs is None else max_epochs)
         # Under torchrun: shard batches, sum gradients, agree on losses (see
         # latode.training.distributed); in one process everything passes through unchanged.
         batch_loss, batches, validate, averaging, rank_callbacks = distributed.prepare(
@@ -237,7 +237,7 @@ class TorchEstimator(BaseEstimator):
             # fit's wrapper (see __init_subclass__) calls tracker.finish once fit is done.
             self._tracking_callback = tracker
         trainer = Trainer(
-            module, batch_loss, batches, validate=validate, max_epochs=max_epochs,
+            module, batch_loss, batches, validate=validate, max_epochs=int(max_epochs),
             learning_rate=float(self.learning_rate), weight_decay=float(self.weight_decay),
             grad_clip=None if self.grad_clip is None else float(self.grad_clip),
             # Estimators that declare no schedule train at a constant rate.

@@ -107,7 +107,8 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
                 return {"val_loss": -float(self._chunked_log_prob(mod, held_out).mean())}
 
             self._train(
-                module, self._batch_loss, batches, validate=validate if n_val else None,
+                module, self._batch_loss, batches, max_epochs=self.max_epochs,
+                patience=self.patience, validate=validate if n_val else None,
                 seed=seed, checkpoint_dir=checkpoint_dir, tracking=tracking,
                 data_summary={"n_samples": n_samples, "n_features": n_features},
             )

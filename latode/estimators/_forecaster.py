@@ -228,9 +228,9 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
                 total, count = distributed.all_reduce_sum([total, count])
                 return -total / max(count, 1.0)
 
-        self._train(module, self._batch_loss, batches, validate=validate, seed=seed,
-                    checkpoint_dir=checkpoint_dir, tracking=tracking, data_summary=summary,
-                    max_epochs=plan.max_epochs, patience=plan.patience)
+        self._train(module, self._batch_loss, batches, max_epochs=plan.max_epochs,
+                    patience=plan.patience, validate=validate, seed=seed,
+                    checkpoint_dir=checkpoint_dir, tracking=tracking, data_summary=summary)
 
     def _log_likelihood_sum(self, module, batches, n_samples: int,
                             generator: torch.Generator | None) -> tuple[float, float]:

@@ -145,7 +145,8 @@ class _NetClassifier(ClassifierMixin, TorchEstimator):
                 return {"val_loss": float(F.cross_entropy(logits, y_val)),
                         "val_accuracy": float((logits.argmax(1) == y_val).float().mean())}
 
-        self._train(module, batch_loss, batches, validate=validate, seed=seed,
+        self._train(module, batch_loss, batches, max_epochs=self.max_epochs,
+                    patience=self.patience, validate=validate, seed=seed,
                     checkpoint_dir=checkpoint_dir, tracking=tracking, data_summary=summary)
 
     def _check_input_shape(self, n_features: int) -> None:
