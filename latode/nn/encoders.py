@@ -8,7 +8,7 @@ the context ends, as in the ODE-RNN and GRU-ODE-Bayes (Rubanova et al. 2019; De 
 al. 2019), rather than from a state at the first row that must carry the whole history.
 
 A series steps only through its own observations (gathered to the front with
-:func:`~latode.nn._sequences.observed_first`), so the cost follows the longest series of a
+:class:`~latode.nn._sequences.ObservedSequences`), so the cost follows the longest series of a
 batch, not the number of distinct times in it, and grid times of other series change nothing.
 Values enter only through ``values * mask`` together with the mask itself (Rubanova et al.
 2019, section 3): unobserved entries change nothing, and grid times after a series' last read
@@ -17,65 +17,14 @@ observation (a future hidden from the encoder in training) leave its encoding un
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from latode._numerics import CountedDynamics, SolverOptions, odeint_checked
-from latode.nn._sequences import observed_first
+from latode.nn._sequences import ObservedSequences
 from latode.nn.dynamics import MLPDynamics, mlp
 
-__all__ = ["ContextSequences", "GRUDeltaTEncoder", "ODERNNEncoder", "build_encoder"]
-
-
-@dataclass
-class ContextSequences:
-    """Each series' read observations in time order, padded at the end.
-
-    Attributes
-    ----------
-    values, mask : Tensor, shape (batch, longest, channels)
-    gaps : Tensor, shape (batch, longest)
-        Time since the series' previous read observation (0 for its first and for padding).
-    lengths : Tensor of int64, shape (batch,)
-    origin : Tensor, shape (batch,)
-        Grid time of each series' last read observation (0 where it has none).
-    """
-
-    values: torch.Tensor
-    mask: torch.Tensor
-    gaps: torch.Tensor
-    lengths: torch.Tensor
-    origin: torch.Tensor
-
-    @classmethod
-    def from_grid(cls, times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
-                  ) -> ContextSequences:
-        """Gather each series' observed grid points (any channel) out of a union grid."""
-        observed = mask.sum(-1) > 0
-        order, lengths = observed_first(observed)
-        longest = int(lengths.max()) if lengths.numel() else 0
-        order = order[:, :longest]
-        index = order.unsqueeze(-1).expand(-1, -1, values.shape[-1])
-        inside = torch.arange(longest, device=times.device) < lengths.unsqueeze(-1)
-        t = times[order]
-        gaps = torch.cat([torch.zeros_like(t[:, :1]), t[:, 1:] - t[:, :-1]], dim=1)
-        last = (lengths - 1).clamp(min=0).unsqueeze(-1)
-        origin = t.gather(1, last).squeeze(-1) if longest else times.new_zeros(len(lengths))
-        return cls(values=values.gather(1, index) * inside.unsqueeze(-1),
-                   mask=mask.gather(1, index) * inside.unsqueeze(-1),
-                   gaps=(gaps * inside).to(values), lengths=lengths,
-                   origin=torch.where(lengths > 0, origin, torch.zeros_like(origin)))
-
-    def last(self, states: torch.Tensor) -> torch.Tensor:
-        """The state after each series' last observation out of per-step ``states``
-        (batch, longest, hidden); zeros for a series without one."""
-        if states.shape[1] == 0:
-            return states.new_zeros(states.shape[0], states.shape[-1])
-        index = (self.lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, states.shape[-1])
-        picked = states.gather(1, index).squeeze(1)
-        return picked * (self.lengths > 0).unsqueeze(-1).to(picked)
+__all__ = ["GRUDeltaTEncoder", "ODERNNEncoder", "build_encoder"]
 
 
 class _ForwardEncoder(nn.Module):
@@ -95,7 +44,7 @@ class _ForwardEncoder(nn.Module):
         mu, logvar = self.head(h).chunk(2, dim=-1)
         return mu, logvar.clamp(-10.0, 5.0)
 
-    def encode(self, sequences: ContextSequences) -> torch.Tensor:  # pragma: no cover
+    def encode(self, sequences: ObservedSequences) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def forward(self, times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
@@ -116,9 +65,9 @@ class _ForwardEncoder(nn.Module):
         origin : Tensor, shape (batch,)
             Grid time of the state (each series' last read observation).
         """
-        sequences = ContextSequences.from_grid(times, values, mask)
+        sequences = ObservedSequences.from_grid(times, values, mask)
         mu, logvar = self._posterior(self.encode(sequences), extra)
-        return mu, logvar, sequences.origin
+        return mu, logvar, sequences.last_time()
 
 
 class GRUDeltaTEncoder(_ForwardEncoder):
@@ -145,12 +94,11 @@ class GRUDeltaTEncoder(_ForwardEncoder):
         super().__init__(hidden_dim, latent_dim, extra_inputs)
         self.rnn = nn.GRU(2 * n_channels + 1, hidden_dim, batch_first=True)
 
-    def encode(self, sequences: ContextSequences) -> torch.Tensor:
+    def encode(self, sequences: ObservedSequences) -> torch.Tensor:
         s = sequences
         if s.values.shape[1] == 0:
             return s.values.new_zeros(s.values.shape[0], self.hidden_dim)
-        inputs = torch.cat([s.values * s.mask, s.mask, s.gaps.unsqueeze(-1)], dim=-1)
-        states, _ = self.rnn(inputs)
+        states, _ = self.rnn(s.gru_inputs())
         return s.last(states)
 
 
@@ -197,7 +145,7 @@ class ODERNNEncoder(_ForwardEncoder):
         span = torch.tensor([0.0, 1.0], dtype=h.dtype, device=h.device)
         return odeint_checked(_GapScaled(self.dynamics, gap), h, span, self.solver)[-1]
 
-    def encode(self, sequences: ContextSequences) -> torch.Tensor:
+    def encode(self, sequences: ObservedSequences) -> torch.Tensor:
         s = sequences
         h = s.values.new_zeros(s.values.shape[0], self.hidden_dim)
         for k in range(s.values.shape[1]):

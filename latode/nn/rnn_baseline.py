@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from latode.nn._sequences import observed_first
+from latode.nn._sequences import ObservedSequences
 from latode.nn.dynamics import mlp
 from latode.nn.likelihoods import masked_gaussian_log_likelihood
 
@@ -54,19 +54,14 @@ class GRUForecastNet(nn.Module):
         over the grid); grid points are then mapped to the state after the observations up
         to them.
         """
-        batch, _, channels = values.shape
+        batch = values.shape[0]
         observed = mask.sum(-1) > 0  # (batch, T)
-        order, lengths = observed_first(observed)
-        longest = int(lengths.max()) if lengths.numel() else 0
-        order = order[:, :longest]
-        index = order.unsqueeze(-1).expand(-1, -1, channels)
-        x, m = values.gather(1, index), mask.gather(1, index)
-        t = times[order]  # (batch, longest): each series' observation times
-        gap = torch.cat([t[:, :1] * 0, t[:, 1:] - t[:, :-1]], dim=1)  # 0 for the first
-        if longest:
-            out, _ = self.rnn(torch.cat([x * m, m, gap.unsqueeze(-1)], dim=-1))
+        seq = ObservedSequences.from_grid(times, values, mask)
+        if seq.values.shape[1]:
+            out, _ = self.rnn(seq.gru_inputs())
         else:
             out = values.new_zeros(batch, 0, self.hidden_dim)
+        t = seq.times  # (batch, longest): each series' observation times
         # Position 0: before any observation (zero state, no last time).
         out = torch.cat([out.new_zeros(batch, 1, self.hidden_dim), out], dim=1)
         t = torch.cat([t.new_full((batch, 1), float("nan")), t], dim=1)
