@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _common import benchmark_args, print_table, stopwatch, write_results
+from physionet import extrapolation_split, split_and_scale
 
 from latode import LatentODEForecaster, RNNForecaster
 from latode.datasets import load_pbcseq, load_physionet2012
@@ -164,26 +165,9 @@ def physionet_task(records: int | None = None, seed: int = 0, resolution_minutes
                    path: Path = PHYSIONET) -> Task:
     """PhysioNet 2012 set A, read the first 24 h and forecast hours 24-48 (t-PatchGNN)."""
     series = _physionet_frame(Path(path), records, resolution_minutes)
-    channels = [c for c in series.columns if c not in KEYS]
-    ids = np.sort(series.unique_id.unique())
-    order = np.random.default_rng(seed).permutation(len(ids))
-    test_ids = set(ids[order[:int(round(0.2 * len(ids)))]])
     # Training (60%) and validation (20%) records together: the estimators hold out their own.
-    is_test = series.unique_id.isin(test_ids)
-    train, test = series[~is_test].copy(), series[is_test].copy()
-    low, high = train[channels].min(), train[channels].max()
-    span = (high - low).where(high > low, 1.0)
-    for frame in (train, test):
-        frame[channels] = (frame[channels] - low) / span
-    # A variable never observed in training cannot be learned; rows left empty carry nothing.
-    channels = [c for c in channels if train[c].notna().any()]
-    train, test = (f[[*KEYS, *channels]].dropna(how="all", subset=channels)
-                   .reset_index(drop=True) for f in (train, test))
-    context = test[test.ds < 24.0]
-    target = test[(test.ds >= 24.0) & (test.ds <= 48.0)]
-    both = set(context.unique_id) & set(target.unique_id)  # need something to read and score
-    context, target = (f[f.unique_id.isin(both)].reset_index(drop=True)
-                       for f in (context, target))
+    train, test, channels = split_and_scale(series, seed)
+    context, target = extrapolation_split(test)  # hours 0-24 read, 24-48 forecast
     scale = pd.Series(1.0, index=channels)
     return Task("physionet", train, context, target, channels, scale, time_scale=48.0)
 

@@ -81,6 +81,18 @@ def load_frames(path: Path, records: int, quantization: float, seed: int = 42):
     series = series.drop(columns="ds")
     series.insert(1, "ds", np.round(np.round(hours / quantization) * quantization, 6))
     series = series.groupby(["unique_id", "ds"], as_index=False, sort=True).mean()
+    return split_and_scale(series, seed)
+
+
+def split_and_scale(series: pd.DataFrame, seed: int):
+    """Hold out a fifth of the records (``seed``), scale each variable to [0, 1] with the
+    training records' minimum and maximum, and keep the variables observed in training.
+
+    Returns
+    -------
+    (train, test, variables): frames of ``unique_id``, ``ds`` and the kept variables, without
+    rows that have none of them.
+    """
     variables = [c for c in series.columns if c not in ("unique_id", "ds")]
     ids = series["unique_id"].unique()
     order = np.random.default_rng(seed).permutation(len(ids))
