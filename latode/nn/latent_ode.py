@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from latode._numerics import CountedDynamics, SolverOptions, odeint_checked
+from latode._numerics import CountedDynamics, SolverOptions
+from latode._numerics.paths import solve_at
 from latode.nn.dynamics import ClockedDynamics, MLPDynamics, mlp
 from latode.nn.encoders import build_encoder
 from latode.nn.likelihoods import gaussian_kl_standard, masked_gaussian_log_likelihood
@@ -29,78 +30,7 @@ from latode.nn.point_process import (
     poisson_log_likelihood,
 )
 
-__all__ = ["LEVELS", "LatentContext", "LatentODE", "context_level", "solve_from", "solve_at"]
-
-
-def solve_from(func: CountedDynamics, z0: torch.Tensor, t0: torch.Tensor,
-               times: torch.Tensor, options: SolverOptions) -> torch.Tensor:
-    """z(t) for sorted ``times`` that may lie before and after ``t0``.
-
-    Solves forward from ``t0`` through the later times and backward through the earlier ones.
-
-    Parameters
-    ----------
-    z0 : Tensor, shape (..., d)
-    t0 : Tensor, scalar
-    times : Tensor, shape (T,), strictly increasing
-
-    Returns
-    -------
-    Tensor, shape (T, ..., d)
-    """
-    before = times < t0
-    parts = []
-    if before.any():
-        span = torch.cat([t0.reshape(1), times[before].flip(0)])
-        parts.append(odeint_checked(func, z0, span, options)[1:].flip(0))
-    after = times[~before]
-    if len(after):
-        starts_at_t0 = bool(after[0] == t0)
-        span = after if starts_at_t0 else torch.cat([t0.reshape(1), after])
-        solved = odeint_checked(func, z0, span, options)
-        parts.append(solved if starts_at_t0 else solved[1:])
-    return torch.cat(parts, dim=0)
-
-
-def solve_at(func: CountedDynamics, z0: torch.Tensor, origin: torch.Tensor,
-             times: torch.Tensor, options: SolverOptions,
-             needed: torch.Tensor | None = None) -> torch.Tensor:
-    """z(t) of each series at grid ``times``, from its own state ``z0`` at its own ``origin``.
-
-    The dynamics are autonomous, so every series' times are counted from its own origin and
-    one solve through the union of those offsets (forwards and backwards from 0) serves the
-    batch.
-
-    Parameters
-    ----------
-    z0 : Tensor, shape (samples, batch, d)
-    origin : Tensor, shape (batch,)
-    times : Tensor, shape (T,)
-    needed : Tensor of bool or None, shape (batch, T)
-        The (series, time) pairs wanted; others are left out of the solve and hold some
-        other time's state. ``None``: all.
-
-    Returns
-    -------
-    Tensor, shape (samples, batch, T, d)
-
-    Examples
-    --------
-    >>> class Grow(torch.nn.Module):
-    ...     def forward(self, t, z):
-    ...         return z
-    >>> z = solve_at(CountedDynamics(Grow()), torch.ones(1, 2, 1), torch.tensor([0.0, 1.0]),
-    ...              torch.tensor([0.0, 1.0]), SolverOptions(rtol=1e-8, atol=1e-8))
-    >>> [round(float(v), 4) for v in z[0, :, :, 0].flatten()]
-    [1.0, 2.7183, 0.3679, 1.0]
-    """
-    offsets = times.unsqueeze(0) - origin.unsqueeze(1)  # (batch, T)
-    wanted = offsets.reshape(-1) if needed is None else offsets[needed.bool()]
-    grid = torch.unique(torch.cat([offsets.new_zeros(1), wanted]), sorted=True)
-    position = torch.searchsorted(grid, offsets.contiguous()).clamp(max=len(grid) - 1)
-    z = solve_from(func, z0, grid.new_zeros(()), grid, options).permute(1, 2, 0, 3)
-    index = position.unsqueeze(0).unsqueeze(-1).expand(z.shape[0], -1, -1, z.shape[-1])
-    return z.gather(2, index)
+__all__ = ["LEVELS", "LatentContext", "LatentODE", "context_level"]
 
 
 #: Context levels a latent ODE can work relative to (``None``: the population's).

@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from latode._numerics import CountedDynamics, SolverOptions
+from latode._numerics.paths import hermite_interpolate, solve_at, solve_from
 from latode.nn.encoders import GRUDeltaTEncoder, ODERNNEncoder
-from latode.nn.latent_ode import LatentODE, context_level, solve_at, solve_from
+from latode.nn.latent_ode import LatentODE, context_level
 
 
 class Linear(nn.Module):
@@ -188,6 +189,39 @@ def test_solve_at_starts_each_series_at_its_own_origin_like_the_exponential():
                            [False, False, False, True]])
     partial = solve_at(f, z0, origin, times, SolverOptions(rtol=1e-10, atol=1e-12), needed)
     torch.testing.assert_close(partial[0, needed], z[0, needed], rtol=1e-7, atol=1e-9)
+
+
+class Rotate(nn.Module):
+    def forward(self, t, z):
+        return torch.stack([-z[..., 1], z[..., 0]], dim=-1)
+
+
+def test_solve_at_interpolates_many_times_like_the_rotation():
+    # Thousands of distinct offsets: the solve stops at the nodes and the rest is dense
+    # output, which must still follow (cos, sin) from each series' own origin.
+    g = torch.Generator().manual_seed(0)
+    origin = torch.rand(4, generator=g, dtype=torch.float64) * 2.0
+    times = torch.sort(torch.rand(1500, generator=g, dtype=torch.float64) * 3.0).values
+    f = CountedDynamics(Rotate())
+    z0 = torch.tensor([1.0, 0.0], dtype=torch.float64).expand(1, 4, 2)
+    z = solve_at(f, z0, origin, times, SolverOptions(rtol=1e-10, atol=1e-12))
+    offsets = times[None, :] - origin[:, None]
+    expected = torch.stack([torch.cos(offsets), torch.sin(offsets)], dim=-1)
+    torch.testing.assert_close(z[0], expected, rtol=0, atol=1e-6)
+    # The solve's cost follows the span, not the 6000 requested pairs.
+    assert f.nfe < 1000
+
+
+def test_hermite_interpolation_gradient_matches_finite_differences():
+    nodes = torch.tensor([-0.3, 0.0, 0.4, 0.9], dtype=torch.float64)
+    z = torch.randn(2, 3, 4, 2, dtype=torch.float64, requires_grad=True)
+    dz = torch.randn(2, 3, 4, 2, dtype=torch.float64, requires_grad=True)
+    at = torch.tensor([[-0.3, 0.1, 0.85], [0.0, 0.4, 0.2], [-0.1, 0.9, 0.5]],
+                      dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a, b: hermite_interpolate(nodes, a, b, at), (z, dz))
+    # Interpolation passes through the nodes.
+    out = hermite_interpolate(nodes, z, dz, nodes.expand(3, 4))
+    torch.testing.assert_close(out, z)
 
 
 @pytest.mark.parametrize("kind", ["last", "mean", None])
