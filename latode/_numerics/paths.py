@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 from latode._numerics.solve import CountedDynamics, SolverOptions, odeint_checked
 
@@ -28,11 +29,31 @@ __all__ = ["DENSE_SPACING", "solve_from", "solve_at", "hermite_nodes", "hermite_
 DENSE_SPACING = 1.0 / 16.0
 
 
+class _BothWays(nn.Module):
+    """Autonomous dynamics run forwards and backwards in one solve.
+
+    The state stacks two copies along a new leading axis; the second runs in reversed time
+    (its derivative negated), so solving to ``s`` gives z(t0 + s) and z(t0 - s) together.
+    One solver loop then serves both directions, and its steps follow the longer side.
+    """
+
+    def __init__(self, func: nn.Module):
+        super().__init__()
+        self.func = func
+
+    def forward(self, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        dy = self.func(s, y)
+        sign = torch.tensor([1.0, -1.0], dtype=dy.dtype, device=dy.device)
+        return dy * sign.view(2, *([1] * (dy.dim() - 1)))
+
+
 def solve_from(func: CountedDynamics, z0: torch.Tensor, t0: torch.Tensor,
                times: torch.Tensor, options: SolverOptions) -> torch.Tensor:
     """z(t) for sorted ``times`` that may lie before and after ``t0``.
 
-    Solves forward from ``t0`` through the later times and backward through the earlier ones.
+    ``func`` must be autonomous when ``times`` lie on both sides of ``t0``: both directions
+    are then solved at once (forwards in time, and backwards as a forward solve in reversed
+    time).
 
     Parameters
     ----------
@@ -45,17 +66,21 @@ def solve_from(func: CountedDynamics, z0: torch.Tensor, t0: torch.Tensor,
     Tensor, shape (T, ..., d)
     """
     before = times < t0
-    parts = []
-    if before.any():
-        span = torch.cat([t0.reshape(1), times[before].flip(0)])
-        parts.append(odeint_checked(func, z0, span, options)[1:].flip(0))
-    after = times[~before]
-    if len(after):
-        starts_at_t0 = bool(after[0] == t0)
-        span = after if starts_at_t0 else torch.cat([t0.reshape(1), after])
-        solved = odeint_checked(func, z0, span, options)
-        parts.append(solved if starts_at_t0 else solved[1:])
-    return torch.cat(parts, dim=0)
+    back = (t0 - times[before]).flip(0)  # increasing distances behind t0
+    ahead = times[~before] - t0
+    if len(back) and len(ahead):
+        span = torch.unique(torch.cat([back.new_zeros(1), back, ahead]), sorted=True)
+        both = odeint_checked(_BothWays(func), torch.stack([z0, z0]), span, options)
+        earlier = both[torch.searchsorted(span, back), 1].flip(0)
+        return torch.cat([earlier, both[torch.searchsorted(span, ahead), 0]], dim=0)
+    sign = -1.0 if len(back) else 1.0
+    distance = back if len(back) else ahead
+    starts_at_t0 = bool(distance[0] == 0)
+    span = t0 + sign * (distance if starts_at_t0 else torch.cat([distance.new_zeros(1),
+                                                                   distance]))
+    solved = odeint_checked(func, z0, span, options)
+    solved = solved if starts_at_t0 else solved[1:]
+    return solved.flip(0) if len(back) else solved
 
 
 def hermite_nodes(low: float, high: float, spacing: float = DENSE_SPACING,
