@@ -4,7 +4,11 @@ The public face: estimators, data sets, exceptions and the version. Everything e
 private modules or subpackages.
 """
 
-from latode import datasets
+# tracking: imported for its effect. It registers the fit tracker behind
+# ``fit(tracking=...)`` with the estimators (which never import it), and every import of a
+# latode module runs this file first, so that holds however latode is imported.
+from latode import datasets, tracking  # noqa: F401
+from latode._version import __version__
 from latode.estimators import LatentODEForecaster, RNNForecaster
 from latode.estimators.classifier import ODENetClassifier, ResNetClassifier
 from latode.estimators.density import CNFDensityEstimator, PlanarFlowDensityEstimator
@@ -15,8 +19,6 @@ from latode.exceptions import (
     SolverError,
     TrainingDivergedError,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CNFDensityEstimator",

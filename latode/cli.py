@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from latode import __version__
+from latode._version import __version__
+from latode.estimators.registry import cli_models
 
 __all__ = ["main", "build_parser", "read_frame", "MODELS"]
 
-#: ``--model`` names of ``latode fit``.
-MODELS = {"latent-ode": "LatentODEForecaster", "rnn": "RNNForecaster"}
+#: ``--model`` names of ``latode fit`` -> class names (from latode.estimators.registry).
+MODELS = cli_models()
 META_FILE = "latode.json"
 MODEL_FILE = "model.pt"
 CONFIG_KEYS = {"model", "params", "columns", "tracking"}
@@ -199,7 +200,7 @@ def _read_config(path: Path | None) -> dict[str, Any]:
 
 
 def _make_estimator(args: argparse.Namespace, config: dict[str, Any]):
-    from latode.tracking.model import estimator_class
+    from latode.estimators.registry import estimator_class
 
     name = args.model or config.get("model", "latent-ode")
     if name not in MODELS:
@@ -223,7 +224,7 @@ def _make_estimator(args: argparse.Namespace, config: dict[str, Any]):
 
 
 def _load_model(spec: str, tracking_uri: str | None):
-    from latode.tracking.model import load_estimator
+    from latode.estimators.registry import load_estimator
 
     path = Path(spec)
     if path.is_dir():

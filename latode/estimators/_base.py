@@ -7,13 +7,17 @@ Concrete estimators inherit :class:`TorchEstimator`, declare their own parameter
 * ``_fitted_state()`` — the plain data (numbers, strings, lists, dicts, tensors) besides the
   weights that describe the fitted model, including what is needed to rebuild ``module_``;
 * ``_restore_fitted_state(state)`` — the inverse: set fitted attributes and build ``module_``.
+
+A ``fit`` that takes ``tracking`` passes it to :meth:`TorchEstimator._train` and runs its
+body inside ``with self._finishing_tracking(data):``, which ends the tracked run once every
+fitted attribute is set (or the fit failed). The tracker itself comes from
+:mod:`latode.estimators.registry`, where :mod:`latode.tracking` registers it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ from sklearn.utils import check_random_state
 
 from latode._numerics import ADAPTIVE_METHODS, FIXED_STEP_METHODS, SolverOptions
 from latode._params import InstanceOf, Interval, Options, validate_params
+from latode.estimators import registry
 from latode.exceptions import InvalidCheckpointError, NotFittedError
 from latode.training import (
     EarlyStopping,
@@ -145,45 +150,32 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def _finish_tracking_after(fit):
-    """Wrap a subclass's ``fit`` so that a tracked fit ends its MLflow run after ``fit``
-    returns (or fails): only then is every fitted attribute set and the model can be logged."""
-
-    def finish(self, args, kwargs, error=None):
-        callback = self.__dict__.pop("_tracking_callback", None)
-        if callback is not None:
-            data = args[0] if args else kwargs.get("df", kwargs.get("X"))
-            callback.finish(self, data, error=error)
-
-    @functools.wraps(fit)
-    def fit_and_finish_tracking(self, *args, **kwargs):
-        try:
-            result = fit(self, *args, **kwargs)
-        except BaseException as error:
-            finish(self, args, kwargs, error)
-            raise
-        finish(self, args, kwargs)
-        return result
-
-    fit_and_finish_tracking.__latode_tracked__ = True
-    return fit_and_finish_tracking
-
-
 class TorchEstimator(BaseEstimator):
     """Base class of latode's torch-backed estimators (see the module docstring)."""
 
     #: subclasses merge their own constraints with COMMON_CONSTRAINTS
     _parameter_constraints: dict[str, list] = {}
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        # As scikit-learn's set_output wraps ``transform``: every ``fit`` a subclass defines
-        # hands a pending TrackingCallback the finished estimator (see _train).
-        fit = cls.__dict__.get("fit")
-        if fit is not None and not getattr(fit, "__latode_tracked__", False):
-            cls.fit = _finish_tracking_after(fit)
-
     # ----------------------------------------------------------- fit helpers
+    @contextlib.contextmanager
+    def _finishing_tracking(self, data: Any):
+        """Wrap the body of ``fit``: afterwards, hand the tracker ``_train`` started (see
+        :func:`~latode.estimators.registry.make_fit_tracker`) the finished estimator, or the
+        error the body raised. Only once ``fit`` has set every fitted attribute can the
+        model be logged, which ``_train`` (whose caller sets ``module_``) is too early for.
+        """
+        try:
+            yield
+        except BaseException as error:
+            self._finish_tracking(data, error)
+            raise
+        self._finish_tracking(data)
+
+    def _finish_tracking(self, data: Any, error: BaseException | None = None) -> None:
+        tracker = self.__dict__.pop("_fit_tracker", None)
+        if tracker is not None:
+            tracker.finish(self, data, error=error)
+
     def _validate_params(self) -> None:
         validate_params(self)
 
@@ -215,7 +207,9 @@ class TorchEstimator(BaseEstimator):
 
         ``max_epochs`` and ``patience`` come resolved from the caller (a forecaster's
         ``"auto"`` settings follow its data). Sets ``history_``, ``n_epochs_``,
-        ``best_epoch_`` and ``bad_steps_``.
+        ``best_epoch_`` and ``bad_steps_``. A truthy ``tracking`` adds the registered fit
+        tracker to the trainer's callbacks (on the main process only); the caller's
+        ``_finishing_tracking`` block ends it.
         """
         early = EarlyStopping(
             monitor="val_loss" if validate is not None else "train_loss",
@@ -230,12 +224,10 @@ class TorchEstimator(BaseEstimator):
         callbacks = [early, ProgressBar(max_epochs, type(self).__name__,
                                         self.verbose if main else 0), *rank_callbacks]
         if tracking and main:
-            from latode.tracking import TrackingCallback
-
-            tracker = TrackingCallback(self, tracking, data_summary or {})
+            tracker = registry.make_fit_tracker(self, tracking, data_summary or {})
             callbacks.append(tracker)
-            # fit's wrapper (see __init_subclass__) calls tracker.finish once fit is done.
-            self._tracking_callback = tracker
+            # fit's _finishing_tracking block calls tracker.finish once fit is done.
+            self._fit_tracker = tracker
         trainer = Trainer(
             module, batch_loss, batches, validate=validate, max_epochs=int(max_epochs),
             learning_rate=float(self.learning_rate), weight_decay=float(self.weight_decay),

@@ -67,6 +67,11 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
         -------
         self
         """
+        with self._finishing_tracking(X):  # ends the tracked run, fitted or failed
+            self._fit(X, checkpoint_dir, tracking)
+        return self
+
+    def _fit(self, X, checkpoint_dir, tracking) -> None:
         self._validate_params()
         X = check_rows(self, X, reset=True, dtype=[np.float64, np.float32], method="fit")
         n_samples, n_features = X.shape
@@ -114,7 +119,6 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
             )
         module.eval()
         self.module_ = module
-        return self
 
     # ----------------------------------------------------------------- scoring
     def score_samples(self, X) -> np.ndarray:

@@ -171,6 +171,11 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         -------
         self
         """
+        with self._finishing_tracking(df):  # ends the tracked run, fitted or failed
+            self._fit(df, checkpoint_dir, tracking)
+        return self
+
+    def _fit(self, df: pd.DataFrame, checkpoint_dir, tracking) -> None:
         self._validate_params()
         device = resolve_device(self.device)
         target_cols = None if self.target_cols is None else (
@@ -193,7 +198,6 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         self.module_ = module.eval()
         self.n_features_in_ = packed.n_channels
         self.n_series_ = packed.n_series
-        return self
 
     def _fit_module(self, module, packed, train_idx, val_idx, seed, device, checkpoint_dir,
                     tracking, summary) -> None:

@@ -90,6 +90,11 @@ class _NetClassifier(ClassifierMixin, TorchEstimator):
         -------
         self
         """
+        with self._finishing_tracking(X):  # ends the tracked run, fitted or failed
+            self._fit(X, y, checkpoint_dir, tracking)
+        return self
+
+    def _fit(self, X, y, checkpoint_dir, tracking) -> None:
         self._validate_params()
         device = resolve_device(self.device)
         X = check_rows(self, X, reset=True, dtype=np.float32, method="fit")
@@ -116,7 +121,6 @@ class _NetClassifier(ClassifierMixin, TorchEstimator):
                              tracking, summary)
         self.module_ = module.eval()
         self.n_parameters_ = n_parameters(module)
-        return self
 
     def _fit_module(self, module, X_t, y_t, train_idx, val_idx, seed, checkpoint_dir,
                     tracking, summary) -> None:

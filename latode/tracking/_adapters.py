@@ -28,20 +28,21 @@ FORECAST_PARAMS: dict[str, Any] = {
 
 
 def task_of(estimator: Any) -> str:
-    """``"forecaster"``, ``"classifier"`` or ``"density"``."""
-    from sklearn.utils import get_tags
+    """``"forecaster"``, ``"classifier"`` or ``"density"``: the task
+    :data:`latode.estimators.registry.ESTIMATORS` records for the estimator's class.
 
-    from latode.estimators._forecaster import BaseForecaster
+    Raises
+    ------
+    TypeError
+        For anything that is not a registered latode estimator (or derived from one).
+    """
+    from latode.estimators.registry import spec_of
 
-    if isinstance(estimator, BaseForecaster):
-        return "forecaster"
-    kind = get_tags(estimator).estimator_type
-    if kind == "classifier":
-        return "classifier"
-    if kind == "density_estimator":
-        return "density"
-    raise TypeError(f"{type(estimator).__name__} is not a latode forecaster, classifier or "
-                    "density estimator; MLflow logging supports those.")
+    try:
+        return spec_of(estimator).task
+    except TypeError:
+        raise TypeError(f"{type(estimator).__name__} is not a latode forecaster, classifier "
+                        "or density estimator; MLflow logging supports those.") from None
 
 
 # ---------------------------------------------------------------- forecasters

@@ -9,8 +9,9 @@ from typing import Any
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from latode.estimators.registry import load_estimator
 from latode.tracking._adapters import predict_frame
-from latode.tracking.model import ARTIFACT_KEY, load_estimator
+from latode.tracking.model import ARTIFACT_KEY
 
 __all__ = ["LatodePyfuncModel"]
 

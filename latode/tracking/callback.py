@@ -19,9 +19,10 @@ class TrackingCallback(Callback):
     """Log a fit to MLflow: parameters, data summary, every epoch's metrics, final metrics,
     plots and the fitted model.
 
-    Estimators create it from ``fit(..., tracking=...)``; the run ends in :meth:`finish`,
-    which the estimator's ``fit`` calls once every fitted attribute is set (see
-    ``TorchEstimator``). Every MLflow call is guarded: when one fails (a server that is down,
+    Estimators create it from ``fit(..., tracking=...)`` (this package registers it with
+    :func:`latode.estimators.registry.register_fit_tracker`); the run ends in :meth:`finish`,
+    which the estimator's ``fit`` calls once every fitted attribute is set, or once it has
+    failed (see ``TorchEstimator._finishing_tracking``). Every MLflow call is guarded: when one fails (a server that is down,
     a store that refuses a write) one :class:`~latode.tracking.TrackingWarning` is issued and
     the fit carries on untracked.
 
@@ -78,7 +79,7 @@ class TrackingCallback(Callback):
         if self._started:
             return
         self._started = True
-        from latode import __version__
+        from latode._version import __version__
 
         params = {**self.params, **{f"data.{k}": v for k, v in self.data_summary.items()},
                   "fit_seed": self.seed}

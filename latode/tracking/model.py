@@ -8,61 +8,24 @@ class name in the model config, and a three-line code file that builds
 
 from __future__ import annotations
 
-import importlib
-import os
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
+from latode.estimators.registry import ESTIMATORS, estimator_class, load_estimator
+
+# estimator_class and load_estimator live with the estimators (latode.estimators.registry);
+# they stay importable from here, where loading a logged model uses them.
 __all__ = ["ESTIMATOR_MODULES", "ARTIFACT_KEY", "estimator_class", "load_estimator",
            "log_model", "load_model"]
 
-#: Class name -> module defining it. A new estimator becomes loggable with one entry here
-#: (and a task in ``_adapters.task_of``). Modules are imported only when such a model loads.
-ESTIMATOR_MODULES: dict[str, str] = {
-    "LatentODEForecaster": "latode.estimators.latent_ode",
-    "RNNForecaster": "latode.estimators.rnn",
-    "ODENetClassifier": "latode.estimators.classifier",
-    "ResNetClassifier": "latode.estimators.classifier",
-    "CNFDensityEstimator": "latode.estimators.density",
-    "PlanarFlowDensityEstimator": "latode.estimators.density",
-}
+#: Class name -> module defining it, for the estimators that can be logged: a view of
+#: :data:`latode.estimators.registry.ESTIMATORS`, where a new estimator is added.
+ESTIMATOR_MODULES: dict[str, str] = {name: spec.module for name, spec in ESTIMATORS.items()}
 ARTIFACT_KEY = "latode_model"
 MODEL_FILE = "model.pt"
 CODE_FILE = Path(__file__).with_name("_model_code.py")
-
-
-def estimator_class(name: str) -> type:
-    """The estimator class registered under ``name`` in :data:`ESTIMATOR_MODULES`.
-
-    Examples
-    --------
-    >>> estimator_class("RNNForecaster").__name__
-    'RNNForecaster'
-    """
-    module = ESTIMATOR_MODULES.get(name)
-    if module is None:
-        raise ValueError(f"Unknown latode estimator {name!r}; known: "
-                         f"{sorted(ESTIMATOR_MODULES)}.")
-    return getattr(importlib.import_module(module), name)
-
-
-def load_estimator(path: str | os.PathLike, name: str | None = None) -> Any:
-    """Read a file written by an estimator's ``save()``; ``name`` is its class name (read
-    from the file when ``None``)."""
-    if name is None:
-        import torch
-
-        try:
-            name = torch.load(path, map_location="cpu", weights_only=True).get("latode_kind")
-        except Exception as error:  # noqa: BLE001 - report any unreadable file the same way
-            from latode.exceptions import InvalidCheckpointError
-
-            raise InvalidCheckpointError(
-                f"{str(path)!r} is not a latode model file ({error})."
-            ) from error
-    return estimator_class(str(name)).load(path)
 
 
 def _requirements() -> list[str]:
@@ -89,7 +52,7 @@ def log_model(model: Any, name: str = "model", *, input_example: Any = None,
     ----------
     model : fitted latode estimator
         ``LatentODEForecaster``, ``RNNForecaster`` (and the classifiers and density
-        estimators listed in :data:`ESTIMATOR_MODULES`).
+        estimators listed in :data:`latode.estimators.registry.ESTIMATORS`).
     name : str
         The model's name in the run.
     input_example : DataFrame, optional
@@ -114,9 +77,9 @@ def log_model(model: Any, name: str = "model", *, input_example: Any = None,
     from latode.tracking import _adapters
 
     class_name = type(model).__name__
-    if class_name not in ESTIMATOR_MODULES:
+    if class_name not in ESTIMATORS:
         raise TypeError(f"{class_name} cannot be logged to MLflow; latode logs "
-                        f"{sorted(ESTIMATOR_MODULES)}.")
+                        f"{sorted(ESTIMATORS)}.")
     model._check_fitted()
     example = _adapters.example_input(model, input_example)
     params = _adapters.example_params(model)

@@ -223,6 +223,26 @@ def test_a_server_failing_mid_fit_warns_once_and_the_fit_completes(mlflow_server
     assert np.isfinite(model.score(sine_df))
 
 
+def test_a_fit_that_fails_ends_its_run_as_failed(mlflow_server, sine_df):
+    model = tiny_rnn(max_epochs=3)
+    losses = []
+
+    def failing_loss(module, batch):  # fails mid-fit, once the run has started
+        losses.append(1)
+        if len(losses) > 1:
+            raise RuntimeError("boom")
+        return RNNForecaster._batch_loss(model, module, batch)
+
+    model._batch_loss = failing_loss
+    with pytest.raises(RuntimeError, match="boom"):
+        model.fit(sine_df, tracking=Tracking(uri=mlflow_server, experiment="failing-fit"))
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("failing-fit")
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED" and run.data.params["hidden_dim"] == "4"
+    assert not hasattr(model, "mlflow_run_id_") and not hasattr(model, "_fit_tracker")
+
+
 @pytest.mark.parametrize("bad", [3, ["sqlite:///x.db"]])
 def test_bad_tracking_values_are_refused_before_training(bad, sine_df):
     with pytest.raises((TypeError, ValueError), match="tracking"):
