@@ -114,7 +114,7 @@ def periodic(config: dict) -> tuple[list[dict], list[dict]]:
 
 
 def coal(config: dict, plot: bool) -> dict:
-    frame = load_coal().assign(events=lambda d: d["events"].astype(int))
+    frame = load_coal()
     split = 1940.0
     train = frame[frame["ds"] < split]
     held = frame[frame["ds"] >= split]

