@@ -235,6 +235,8 @@ class TorchEstimator(BaseEstimator):
             # Estimators that declare no schedule train at a constant rate.
             lr_decay=float(getattr(self, "lr_decay", 1.0)),
             min_learning_rate=float(getattr(self, "min_learning_rate", 0.0)),
+            # Estimators that declare no weight average end with their last weights.
+            ema_decay=getattr(self, "ema_decay", None),
             callbacks=callbacks, checkpoint_dir=checkpoint_dir,
             checkpoint_tag=self._checkpoint_tag(data_summary), seed=seed,
             distributed_average=distributed_average,

@@ -72,6 +72,7 @@ FORECASTER_CONSTRAINTS = {
     "max_epochs": [Options((AUTO,)), Interval(int, 1, None)],
     "batch_size": [Options((AUTO,)), Interval(int, 1, None)],
     "patience": [Options((AUTO,)), InstanceOf(type(None)), Interval(int, 1, None)],
+    "ema_decay": [InstanceOf(type(None)), Interval(float, 0, 1, closed="neither")],
     "context_fraction": [
         Interval(float, 0, 1, closed="neither"),
         Predicate(_is_fraction_range, "a pair (low, high) with 0 < low <= high <= 1"),

@@ -77,6 +77,11 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         keeps the rate constant.
     min_learning_rate : float, default=0.0
         Floor of that decay (Rubanova et al.: ``learning_rate / 10``).
+    ema_decay : float in (0, 1) or None, default=0.99
+        Validate, early-stop and end with an exponential moving average of the weights over
+        roughly the last ``1 / (1 - ema_decay)`` optimisation steps. With few series one step
+        moves the weights far and forecasts from one epoch to the next differ more than their
+        validation scores show; the average steadies them. ``None``: the last weights.
     kl_warmup : int, default=0
         Optimisation steps over which the weight of the KL term in the training loss rises
         linearly to 1 (0: no warm-up). Early on the decoder then learns to use z0 before the
@@ -156,11 +161,11 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
                  context_fraction=(0.5, 1.0), point_process=False, event_col=None,
                  solver="dopri5", rtol=1e-3, atol=1e-4, adjoint=False, step_size=None,
                  max_num_steps=2000, max_epochs="auto", batch_size="auto", learning_rate=1e-2,
-                 lr_decay=1.0, min_learning_rate=0.0, kl_warmup=0, observation_std=None,
-                 level="last", clock=False, weight_decay=0.0, grad_clip=1.0, patience="auto",
-                 validation_fraction=0.2, id_col="unique_id", time_col="ds",
-                 target_cols=None, time_scale=None, standardize=True, random_state=None,
-                 device="cpu", verbose=1):
+                 lr_decay=1.0, min_learning_rate=0.0, ema_decay=0.99, kl_warmup=0,
+                 observation_std=None, level="last", clock=False, weight_decay=0.0,
+                 grad_clip=1.0, patience="auto", validation_fraction=0.2, id_col="unique_id",
+                 time_col="ds", target_cols=None, time_scale=None, standardize=True,
+                 random_state=None, device="cpu", verbose=1):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.encoder = encoder
@@ -182,6 +187,7 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         self.learning_rate = learning_rate
         self.lr_decay = lr_decay
         self.min_learning_rate = min_learning_rate
+        self.ema_decay = ema_decay
         self.kl_warmup = kl_warmup
         self.observation_std = observation_std
         self.level = level

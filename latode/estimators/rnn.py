@@ -44,7 +44,8 @@ class RNNForecaster(BaseForecaster):
     def __init__(self, hidden_dim=64, *, objective="reconstruct", context_fraction=0.5,
                  solver="dopri5", rtol=1e-3, atol=1e-4, adjoint=False, step_size=None,
                  max_num_steps=2000, max_epochs="auto", batch_size="auto", learning_rate=1e-2,
-                 weight_decay=0.0, grad_clip=1.0, patience="auto", validation_fraction=0.2,
+                 weight_decay=0.0, grad_clip=1.0, patience="auto", ema_decay=0.99,
+                 validation_fraction=0.2,
                  id_col="unique_id", time_col="ds", target_cols=None, time_scale=None,
                  standardize=True, random_state=None, device="cpu", verbose=1):
         self.hidden_dim = hidden_dim
@@ -62,6 +63,7 @@ class RNNForecaster(BaseForecaster):
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
         self.patience = patience
+        self.ema_decay = ema_decay
         self.validation_fraction = validation_fraction
         self.id_col = id_col
         self.time_col = time_col

@@ -69,7 +69,8 @@ class ProgressBar(Callback):
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
-    Keeps a copy of the best weights in ``best_state``; the trainer restores them at the end.
+    Keeps a copy of the best weights in ``best_state`` (the trainer's moving average when it
+    keeps one); the trainer restores them at the end.
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int | None = 10,
@@ -94,7 +95,7 @@ class EarlyStopping(Callback):
         if score is not None and score < self.best_score - self.min_delta:
             self.best_score = float(score)
             self.best_epoch = int(record["epoch"])
-            self.best_state = copy.deepcopy(trainer.module.state_dict())
+            self.best_state = copy.deepcopy(trainer.evaluated.state_dict())
             self.wait = 0
         else:
             self.wait += 1

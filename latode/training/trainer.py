@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from latode._numerics import count_nfe, reset_nfe, solver_error_from
 from latode.exceptions import InvalidCheckpointError, SolverError, TrainingDivergedError
@@ -63,6 +64,13 @@ class Trainer:
     min_learning_rate : float
         Floor of that schedule: the decay stops there (a rate already below it, after failed
         steps, is left alone).
+    ema_decay : float in (0, 1) or None
+        Keep an exponential moving average of the weights, updated after every step with
+        this decay (torch's :class:`~torch.optim.swa_utils.AveragedModel`): validation, early
+        stopping and the weights ``fit`` ends with use the average. With few series a step
+        moves the weights far, and forecasts from consecutive epochs' weights differ more
+        than their validation scores tell; the average removes that lottery. ``None``: the
+        last weights.
     callbacks : sequence of Callback
     checkpoint_dir : path or None
         Write ``checkpoint.pt`` there atomically after every epoch and resume from it.
@@ -93,6 +101,7 @@ class Trainer:
         lr_decay_on_bad: float = 0.5,
         lr_decay: float = 1.0,
         min_learning_rate: float = 0.0,
+        ema_decay: float | None = None,
         callbacks: Sequence[Callback] = (),
         checkpoint_dir: str | Path | None = None,
         checkpoint_tag: dict[str, Any] | None = None,
@@ -113,6 +122,10 @@ class Trainer:
             raise ValueError(f"min_learning_rate must be >= 0; got {min_learning_rate!r}.")
         self.lr_decay = lr_decay
         self.min_learning_rate = min_learning_rate
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1) or None; got {ema_decay!r}.")
+        self.averaged = None if ema_decay is None else AveragedModel(
+            module, multi_avg_fn=get_ema_multi_avg_fn(float(ema_decay)))
         self.callbacks = list(callbacks)
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.checkpoint_tag = checkpoint_tag or {}
@@ -135,6 +148,12 @@ class Trainer:
     @property
     def learning_rate(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights validation scores and early stopping keeps: the moving average with
+        ``ema_decay``, else the module itself."""
+        return self.module if self.averaged is None else self.averaged.module
 
     def fit(self) -> list[dict[str, float]]:
         """Run (or resume) training; returns the history, one dict per epoch."""
@@ -206,6 +225,8 @@ class Trainer:
             if not math.isfinite(norm):
                 return self._bad_step("the gradient is not finite")
             self.optimizer.step()
+            if self.averaged is not None:
+                self.averaged.update_parameters(self.module)
             self.global_step += 1
             self._decay_learning_rate()
         except (SolverError, AssertionError) as error:
@@ -264,15 +285,16 @@ class Trainer:
     def _validation_record(self) -> dict[str, float]:
         if self.validate is None:
             return {}
-        self.module.eval()
+        evaluated = self.evaluated
+        evaluated.eval()
         try:
             with torch.no_grad():
-                out = self.validate(self.module)
+                out = self.validate(evaluated)
         except SolverError as error:
             warnings.warn(f"Validation solve failed: {error}", RuntimeWarning, stacklevel=3)
             out = math.inf
         finally:
-            self.module.train()
+            evaluated.train()
         if isinstance(out, dict):
             return {k: float(v) for k, v in out.items()}
         return {"val_loss": float(out)}
@@ -282,6 +304,8 @@ class Trainer:
             if isinstance(callback, EarlyStopping) and callback.best_state is not None:
                 self.module.load_state_dict(callback.best_state)
                 return
+        if self.averaged is not None and self.global_step:
+            self.module.load_state_dict(self.averaged.module.state_dict())
 
     # ------------------------------------------------------------- checkpoints
     def _checkpoint_path(self) -> Path | None:
@@ -297,6 +321,7 @@ class Trainer:
                 "latode_kind": "checkpoint",
                 "tag": self.checkpoint_tag,
                 "module": self.module.state_dict(),
+                "averaged": None if self.averaged is None else self.averaged.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "history": self.history,
                 "stopped": self.stop_training,
@@ -347,6 +372,8 @@ class Trainer:
                 f"or delete {str(path)!r} to start over."
             )
         self.module.load_state_dict(state["module"])
+        if self.averaged is not None and state.get("averaged") is not None:
+            self.averaged.load_state_dict(state["averaged"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = list(state["history"])
         # A run that stopped early stays stopped; one that reached its max_epochs continues

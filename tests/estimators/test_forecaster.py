@@ -491,3 +491,17 @@ def test_auto_training_plan_follows_the_number_of_series():
     assert auto.history_[0]["lr"] > 0
     with pytest.raises(ValueError, match="'batch_size' parameter .* one of 'auto'"):
         small(batch_size="big").fit(many)
+
+
+@pytest.mark.parametrize("cls", [LatentODEForecaster, RNNForecaster])
+def test_weight_average_is_on_by_default_and_can_be_turned_off(cls):
+    df, _ = linear_ode_frame(n=8, k=6)
+    assert cls().ema_decay == 0.99
+    averaged = small(cls, max_epochs=2, validation_fraction=0.0).fit(df)
+    last = small(cls, max_epochs=2, validation_fraction=0.0, ema_decay=None).fit(df)
+    # Same seed, same steps: only the weights they end with differ.
+    assert averaged.history_[0]["train_loss"] == last.history_[0]["train_loss"]
+    assert not torch.equal(next(averaged.module_.parameters()),
+                           next(last.module_.parameters()))
+    with pytest.raises(ValueError, match="'ema_decay' parameter"):
+        small(cls, ema_decay=1.0).fit(df)

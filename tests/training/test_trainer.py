@@ -228,3 +228,65 @@ def test_annealed_epochs_are_not_compared_with_the_full_objective():
                            callbacks=[early]).fit()
     assert history[0]["train_loss"] < history[3]["train_loss"]
     assert early.best_epoch == 4  # the fit improves on the full objective: epoch 4 is best
+
+
+class RecordsWeights(Callback):
+    """The module's own (not averaged) weights after every optimisation step."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_fit_start(self, trainer):
+        original = trainer.optimizer.step
+
+        def step(*args, **kwargs):
+            out = original(*args, **kwargs)
+            self.steps.append({k: v.detach().clone()
+                               for k, v in trainer.module.state_dict().items()})
+            return out
+
+        trainer.optimizer.step = step
+
+
+def test_weight_average_follows_the_exponential_moving_average_of_the_steps():
+    record = RecordsWeights()
+    trainer = make_trainer(max_epochs=2, ema_decay=0.7, validate=None, callbacks=[record])
+    trainer.fit()
+    assert len(record.steps) == 8
+    # The first step's weights start the average; each later one moves it by 30%.
+    expected = dict(record.steps[0])
+    for weights in record.steps[1:]:
+        expected = {k: 0.7 * expected[k] + 0.3 * weights[k] for k in expected}
+    for name, value in trainer.module.state_dict().items():  # fit ends on the average
+        torch.testing.assert_close(value, expected[name])
+    assert not torch.equal(trainer.module.weight, record.steps[-1]["weight"])
+
+
+def test_validation_and_early_stopping_see_the_averaged_weights():
+    seen = []
+    early = EarlyStopping(patience=None)
+    trainer = make_trainer(max_epochs=3, ema_decay=0.9, callbacks=[early],
+                           validate=lambda m: seen.append(m) or 1.0 / (len(seen)))
+    trainer.fit()
+    assert all(m is trainer.averaged.module for m in seen)
+    best = early.best_state
+    for name, value in trainer.module.state_dict().items():
+        torch.testing.assert_close(value, best[name])
+
+
+def test_resumed_fit_continues_the_weight_average(tmp_path):
+    kw = dict(ema_decay=0.8, callbacks=[EarlyStopping(patience=None)])
+    straight = make_trainer(max_epochs=4, **kw)
+    straight.fit()
+    make_trainer(max_epochs=2, checkpoint_dir=tmp_path, **kw).fit()
+    resumed = make_trainer(max_epochs=4, checkpoint_dir=tmp_path, **kw)
+    resumed.fit()
+    assert _without_time(resumed.history) == _without_time(straight.history)
+    for name, value in resumed.module.state_dict().items():
+        torch.testing.assert_close(value, straight.module.state_dict()[name])
+
+
+@pytest.mark.parametrize("decay", [0.0, 1.0, -0.5])
+def test_bad_weight_average_decay_is_named(decay):
+    with pytest.raises(ValueError, match="ema_decay"):
+        make_trainer(ema_decay=decay)
