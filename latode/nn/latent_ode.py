@@ -36,6 +36,23 @@ from latode.nn.point_process import (
 __all__ = ["LEVELS", "LatentContext", "LatentODE", "context_level"]
 
 
+def _at_pairs(function, path: torch.Tensor, needed: torch.Tensor | None) -> torch.Tensor:
+    """``function(states, series)`` of ``path`` (samples, batch, T, d) at the (series, time)
+    pairs of ``needed`` only, zeros elsewhere; ``series`` indexes each state's series.
+
+    A batch's grid is the union of its series' times, so most pairs are not observations;
+    the decoder then runs on the observed pairs alone.
+    """
+    if needed is None:
+        series = torch.arange(path.shape[1], device=path.device).view(-1, 1)
+        return function(path, series.expand(path.shape[1], path.shape[2]))
+    series, time = needed.nonzero(as_tuple=True)
+    part = function(path[:, series, time], series)  # (samples, pairs, ...)
+    out = part.new_zeros(path.shape[:3] + part.shape[2:])
+    out[:, series, time] = part
+    return out
+
+
 #: Context levels a latent ODE can work relative to (``None``: the population's).
 LEVELS = ("last", "mean", None)
 
@@ -211,7 +228,8 @@ class LatentODE(nn.Module):
         context : LatentContext
         times : Tensor, shape (T,), strictly increasing
         needed : Tensor of bool or None, shape (batch, T)
-            The (series, time) pairs wanted (see :func:`solve_at`).
+            The (series, time) pairs wanted; the others are neither solved for nor decoded
+            and hold zeros. ``None``: all.
 
         Returns
         -------
@@ -219,15 +237,16 @@ class LatentODE(nn.Module):
         """
         state = self._state(z, context)
         path = solve_at(self.dynamics, state, context.origin, times, self.solver, needed)
-        return self._means(path, state, context)
+        return self._means(path, state, context, needed)
 
-    def _means(self, path: torch.Tensor, state: torch.Tensor,
-               context: LatentContext) -> torch.Tensor:
+    def _means(self, path: torch.Tensor, state: torch.Tensor, context: LatentContext,
+               needed: torch.Tensor | None) -> torch.Tensor:
         """Channel means (samples, batch, T, channels) on a solved ``path`` from ``state``
         at the origins: the decoder's output, counted from its value at the origin where the
-        context is anchored, plus the level."""
+        context is anchored, plus the level (zeros outside ``needed``)."""
         at_origin = self.decoder(state) * context.anchored
-        return self.decoder(path) - at_origin.unsqueeze(2) + context.level.unsqueeze(1)
+        offset = context.level.unsqueeze(0) - at_origin  # (samples, batch, channels)
+        return _at_pairs(lambda z, b: self.decoder(z) + offset[:, b], path, needed)
 
     def _state(self, z: torch.Tensor, context: LatentContext) -> torch.Tensor:
         """The solved state at the origins: z, with the clock appended when there is one."""
@@ -253,8 +272,9 @@ class LatentODE(nn.Module):
         state0 = torch.cat([z, z.new_zeros(z.shape[:-1] + (1,))], -1)
         state = solve_at(self.augmented, state0, context.origin, times, self.solver, needed)
         path, cumulative = state[..., :-1], state[..., -1]
-        means = self._means(path, z, context)
-        return means, self.intensity.log_rate(path), cumulative
+        means = self._means(path, z, context, needed)
+        return means, _at_pairs(lambda z, b: self.intensity.log_rate(z), path, needed), \
+            cumulative
 
     @staticmethod
     def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int,

@@ -280,3 +280,18 @@ def test_the_mean_at_the_origin_is_the_last_value_under_the_last_level(kind):
         torch.testing.assert_close(gap, torch.zeros_like(gap))
     else:
         assert gap.abs().max() > 1e-3
+
+
+def test_decoding_only_the_needed_pairs_matches_the_full_decode():
+    torch.manual_seed(0)
+    m = LatentODE(2, latent_dim=3, hidden=(8,), encoder="rnn", encoder_hidden=6,
+                  solver=SolverOptions(rtol=1e-9, atol=1e-10), level="last").double()
+    times, values, mask = batch()
+    context = m.encode(times, values, mask)
+    z = torch.randn(3, *context.mu.shape, dtype=torch.float64)
+    needed = mask.sum(-1) > 0
+    with torch.no_grad():
+        full = m.decode(z, context, times)
+        some = m.decode(z, context, times, needed)
+    torch.testing.assert_close(some[:, needed], full[:, needed])
+    assert (some[:, ~needed] == 0).all()
