@@ -188,7 +188,11 @@ def example_input(estimator: Any, data: Any = None, n_rows: int = 12) -> pd.Data
         axis = conv.time_axis_
         keys = np.asarray(axis.origin) + np.array([0.0, 0.5, 1.0]) * axis.scale
         keys = keys if axis.kind == "float" else keys.astype(np.int64)
-        frame = conv.to_frame(np.zeros(3, dtype=np.int64), keys,
+        # An id of the training ids' kind: the signature inferred from this example is what
+        # a served model accepts, and string ids must not be declared integers there.
+        numeric_ids = pd.api.types.is_numeric_dtype(pd.Series(dtype=conv.id_dtype_))
+        ids = np.zeros(3, dtype=np.int64) if numeric_ids else np.array(["0"] * 3, dtype=object)
+        frame = conv.to_frame(ids, keys,
                               {c: np.repeat(m, 3) for c, m in zip(conv.channels,
                                                                   conv.scaler_.mean)})
         return frame

@@ -129,3 +129,18 @@ def test_mlflow_models_serve_answers_on_loopback_with_the_same_forecast(
     numbers = [c for c in expected.columns if c not in ("pid", "time")]
     np.testing.assert_allclose(served[numbers].to_numpy(float), expected[numbers].to_numpy(),
                                rtol=1e-8)
+
+
+def test_a_model_logged_without_an_example_accepts_its_string_ids(clinic_df, mlflow_server,
+                                                                 monkeypatch, tmp_path):
+    model = RNNForecaster(hidden_dim=6, max_epochs=1, verbose=0, random_state=0,
+                          id_col="pid", time_col="time").fit(clinic_df)
+    assert clinic_df["pid"].map(type).eq(str).all()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    with mlflow.start_run():
+        info = latode.mlflow.log_model(model)
+    assert info.signature.inputs.input_dict()["pid"].type.name == "string"
+    pyfunc = mlflow.pyfunc.load_model(info.model_uri)
+    pd.testing.assert_frame_equal(pyfunc.predict(clinic_df, params={"horizon": ["6h"]}),
+                                  model.predict(clinic_df, horizon=["6h"]))
