@@ -1,7 +1,7 @@
 """Long DataFrames of irregular series <-> batched tensors with masks, and back."""
 
 from latode.data.converter import IrregularFrameConverter
-from latode.data.packing import PackedSeries, PaddedBatch, UnionBatch
+from latode.data.packing import PackedSeries, UnionBatch
 from latode.data.scaling import ChannelScaler
 from latode.data.time_axis import TimeAxis
 from latode.data.validation import FrameSpec, validate_long_frame
@@ -11,7 +11,6 @@ __all__ = [
     "FrameSpec",
     "IrregularFrameConverter",
     "PackedSeries",
-    "PaddedBatch",
     "TimeAxis",
     "UnionBatch",
     "validate_long_frame",

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from latode.data.dtypes import in_dtype_if_exact
-from latode.data.packing import PackedSeries, UnionBatch
+from latode.data.packing import PackedSeries
 from latode.data.scaling import ChannelScaler
 from latode.data.time_axis import TimeAxis
 from latode.data.validation import FrameSpec, validate_long_frame
@@ -191,21 +190,4 @@ class IrregularFrameConverter:
         values = self.scaler_.inverse_transform(packed.values)
         ids = packed.ids[packed.series_of_row]
         return self.to_frame(ids, packed.keys,
-                             {c: values[:, i] for i, c in enumerate(self.channels)})
-
-    def unpack_union(self, packed: PackedSeries, batch: UnionBatch) -> pd.DataFrame:
-        """The observed entries of a union batch as a long frame (rows present in the batch).
-
-        Used to check that batching loses nothing: ``unpack_union(p, p.union_batch())``
-        equals ``unpack(p)``.
-        """
-        present = batch.present.detach().cpu().numpy().astype(bool)
-        # Row-major order, series then time: the order of the series' rows in ``packed``.
-        series_pos, grid_pos = np.nonzero(present)
-        keys = packed.keys[packed.rows_of(batch.series)]
-        mask = batch.mask.detach().cpu().numpy().astype(bool)[series_pos, grid_pos]
-        values = batch.values.detach().cpu().to(torch.float64).numpy()[series_pos, grid_pos]
-        values = self.scaler_.inverse_transform(np.where(mask, values, np.nan))
-        ids = packed.ids[batch.series[series_pos]]
-        return self.to_frame(ids, keys,
                              {c: values[:, i] for i, c in enumerate(self.channels)})

@@ -2,14 +2,11 @@
 
 :class:`PackedSeries` stores every observation of every series in one sorted array with an
 ``indptr`` of series boundaries (as neuralforecast does), so nothing loops over series in
-Python. Batches come in two layouts, chosen by the model:
-
-* :meth:`PackedSeries.union_batch` — the union of the batch's timestamps as one grid, values
-  and masks of shape (batch, grid, channels); one ODE solve serves the whole batch (Rubanova
-  et al. 2019). Each series' times are counted from its own first row, so what a model
-  computes for a series does not depend on which other series share its batch;
-* :meth:`PackedSeries.padded_batch` — each series' own times, padded to the longest, with
-  lengths; for per-series solves and RNNs.
+Python. :meth:`PackedSeries.union_batch` lays a batch out on the union of its timestamps as
+one grid, values and masks of shape (batch, grid, channels); one ODE solve serves the whole
+batch (Rubanova et al. 2019). Each series' times are counted from its own first row, so what
+a model computes for a series does not depend on which other series share its batch. (The
+encoders step through each series' own observations inside that grid.)
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ import torch
 
 from latode.data.validation import show
 
-__all__ = ["PackedSeries", "UnionBatch", "PaddedBatch", "solver_grid"]
+__all__ = ["PackedSeries", "UnionBatch", "solver_grid"]
 
 
 def solver_grid(times: np.ndarray, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
@@ -75,25 +72,6 @@ class UnionBatch:
     series: np.ndarray
     origins: np.ndarray
     events: torch.Tensor | None = None
-
-
-@dataclass
-class PaddedBatch:
-    """Series on their own times, padded at the end.
-
-    Attributes
-    ----------
-    times : Tensor, shape (batch, length)
-    values, mask : Tensor, shape (batch, length, channels)
-    lengths : Tensor, shape (batch,)
-    series : ndarray, shape (batch,)
-    """
-
-    times: torch.Tensor
-    values: torch.Tensor
-    mask: torch.Tensor
-    lengths: torch.Tensor
-    series: np.ndarray
 
 
 @dataclass
@@ -209,30 +187,6 @@ class PackedSeries:
         series = np.asarray(series, dtype=np.int64)
         for start in range(0, len(series), batch_size):
             yield self.union_batch(series[start:start + batch_size], dtype=dtype, device=device)
-
-    def padded_batch(self, series: np.ndarray | None = None, *, dtype=torch.float32,
-                     device: str | torch.device = "cpu") -> PaddedBatch:
-        """Batch ``series`` on their own times, padded to the longest (times pad with the
-        series' last time, values and masks with zeros)."""
-        series = np.arange(self.n_series) if series is None else np.asarray(series, np.int64)
-        rows = self.rows_of(series)
-        lengths = self.lengths[series]
-        batch_row = np.repeat(np.arange(len(series)), lengths)
-        position = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        shape = (len(series), int(lengths.max()) if len(series) else 0)
-        values, mask, _ = self._scatter(rows, batch_row, position, shape)
-        times = np.zeros(shape)
-        times[batch_row, position] = self.times[rows]
-        last = self.times[self.indptr[series + 1] - 1] if len(series) else np.zeros(0)
-        padding = np.arange(shape[1])[None, :] >= lengths[:, None]
-        times = np.where(padding, last[:, None], times)
-        return PaddedBatch(
-            times=torch.as_tensor(times, dtype=dtype, device=device),
-            values=torch.as_tensor(values, dtype=dtype, device=device),
-            mask=torch.as_tensor(mask, dtype=dtype, device=device),
-            lengths=torch.as_tensor(lengths, dtype=torch.long, device=device),
-            series=series,
-        )
 
     def _scatter(self, rows, batch_row, column, shape):
         values = np.zeros(shape + (self.n_channels,))

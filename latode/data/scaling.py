@@ -48,10 +48,6 @@ class ChannelScaler:
     def inverse_transform(self, values: np.ndarray) -> np.ndarray:
         return values * self.std + self.mean
 
-    def inverse_scale(self, spread: np.ndarray) -> np.ndarray:
-        """Map a standard deviation (not a location) back to the user's units."""
-        return spread * self.std
-
     def state(self) -> dict:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 

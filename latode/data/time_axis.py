@@ -157,10 +157,6 @@ class TimeAxis:
             return scaled + self.origin
         return np.rint(scaled).astype(np.int64) + np.int64(self.origin)
 
-    def from_model(self, t: np.ndarray) -> pd.Series:
-        """Times in the user's type for model times (rounded to the nanosecond)."""
-        return self.from_keys(self.to_keys(t))
-
     def from_keys(self, keys: np.ndarray) -> pd.Series:
         """Times in the user's type for exact time keys.
 

@@ -56,29 +56,36 @@ def sorted_frame(df):
     return df.iloc[order].reset_index(drop=True)
 
 
+def union_entries(conv, packed, batch):
+    """The entries of a union batch (rows present in it) as a long frame in the user's units:
+    what a model reads, put back the way :meth:`IrregularFrameConverter.unpack` would."""
+    series_pos, grid_pos = np.nonzero(batch.present.numpy().astype(bool))
+    # Row-major order, series then time: the order of the series' rows in ``packed``.
+    keys = packed.keys[packed.rows_of(batch.series)]
+    mask = batch.mask.numpy().astype(bool)[series_pos, grid_pos]
+    values = np.where(mask, batch.values.numpy()[series_pos, grid_pos], np.nan)
+    values = conv.scaler_.inverse_transform(values)
+    ids = packed.ids[batch.series[series_pos]]
+    return conv.to_frame(ids, keys, {c: values[:, i] for i, c in enumerate(conv.channels)})
+
+
 @settings(max_examples=250, deadline=None)
 @given(long_frames())
-def test_frames_round_trip_through_union_and_padded_tensors(df):
+def test_frames_round_trip_through_union_tensors(df):
     conv = IrregularFrameConverter(standardize=False).fit(df)
     packed = conv.pack(df)
     expected = sorted_frame(df)
     # packed -> frame
     pd.testing.assert_frame_equal(conv.unpack(packed), expected)
-    # union grid tensors (float64) -> frame: every observation, mask and timestamp exact
+    # union grid tensors (float64) -> frame: batching loses no observation or mask
     union = packed.union_batch(dtype=torch.float64)
-    pd.testing.assert_frame_equal(conv.unpack_union(packed, union), expected)
+    pd.testing.assert_frame_equal(union_entries(conv, packed, union), expected)
     assert int(union.mask.sum()) == int(df.iloc[:, 2:].notna().to_numpy().sum())
     assert torch.all(union.times[1:] > union.times[:-1])
-    # padded tensors hold the same values and masks, row by row
-    padded = packed.padded_batch(dtype=torch.float64)
-    for i in range(packed.n_series):
-        n = int(padded.lengths[i])
-        rows = slice(packed.indptr[i], packed.indptr[i + 1])
-        observed = ~np.isnan(packed.values[rows])
-        np.testing.assert_array_equal(padded.mask[i, :n].numpy(), observed)
-        np.testing.assert_array_equal(padded.values[i, :n].numpy(),
-                                      np.where(observed, packed.values[rows], 0))
-        np.testing.assert_array_equal(padded.times[i, :n].numpy(), packed.times[rows])
+    # each row sits at its own model time: grid time since the series' first row + origin
+    series_pos, grid_pos = np.nonzero(union.present.numpy().astype(bool))
+    np.testing.assert_allclose(union.times.numpy()[grid_pos] + union.origins[series_pos],
+                               packed.times, rtol=1e-12, atol=1e-9)
 
 
 @settings(max_examples=50, deadline=None)
@@ -101,7 +108,8 @@ def test_time_scaling_maps_training_span_to_unit_interval_and_back():
     conv = IrregularFrameConverter().fit(df)
     packed = conv.pack(df)
     np.testing.assert_allclose(packed.times, [0.0, 0.25, 1.0])
-    later = conv.time_axis_.from_model(np.array([1.5]))
+    axis = conv.time_axis_
+    later = axis.from_keys(axis.to_keys(np.array([1.5])))
     assert later.iloc[0] == pd.Timestamp("2024-01-07")
     hourly = IrregularFrameConverter(time_scale="h").fit(df).pack(df)
     np.testing.assert_allclose(hourly.times, [0.0, 24.0, 96.0])
