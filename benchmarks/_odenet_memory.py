@@ -104,8 +104,8 @@ def probe(solve: str, backprop: str, n_steps: int, batch: int, width: int) -> di
 
     def set_steps(steps: int) -> None:
         if solve == "latode":
-            net.body.options = SolverOptions(method="rk4", step_size=1.0 / steps,
-                                             adjoint=adjoint)
+            net.set_solver(SolverOptions(method="rk4", step_size=1.0 / steps,
+                                         adjoint=adjoint))
         else:
             net.body.n_steps = steps
 

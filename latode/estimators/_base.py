@@ -188,6 +188,39 @@ class TorchEstimator(BaseEstimator):
         values.update(overrides)
         return SolverOptions(**values)
 
+    def _module_solvers(self, *, predicting: bool = False) -> dict[str, SolverOptions]:
+        """The solver options of this estimator's module, from its current parameters.
+
+        The one place that says which options go where: ``_build_module`` passes them to the
+        module's constructor and :meth:`_solve_with_current_parameters` to its
+        ``set_solver``, so both take them as the same keyword arguments.
+
+        Parameters
+        ----------
+        predicting : bool
+            Options for solves without gradients (an estimator may then drop the adjoint).
+
+        Returns
+        -------
+        dict of str to SolverOptions
+            Empty for modules that hold no options (they solve nothing, or are handed their
+            options at each call).
+        """
+        return {}
+
+    def _solve_with_current_parameters(self) -> None:
+        """Make the fitted module solve with the estimator's current solver parameters.
+
+        ``set_params(rtol=..., max_num_steps=..., solver=...)`` after ``fit`` thus reaches
+        ``predict``, ``sample`` and ``score``, as it reaches a model after ``save``/``load``
+        (which builds the module from its parameters). Bad parameters raise here, named,
+        instead of inside a solve.
+        """
+        self._validate_params()
+        solvers = self._module_solvers(predicting=True)
+        if solvers:
+            self.module_.set_solver(**solvers)
+
     def _train(
         self,
         module: torch.nn.Module,

@@ -4,7 +4,7 @@ rows, summarised as means, quantiles and intervals (``predict``) or returned as 
 
 :class:`ForecastOutputMixin` is the output half of
 :class:`~latode.estimators._forecaster.BaseForecaster`; it needs the host's ``module_``,
-``converter_``, ``_predictive_means`` and ``_build_module``.
+``converter_``, ``_predictive_means`` and ``_solve_with_current_parameters``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latode._numerics import SolverOptions
 from latode.data import PackedSeries
 from latode.data.packing import solver_grid
 from latode.data.targets import forecast_targets
@@ -140,24 +139,6 @@ class ForecastOutputMixin:
                     noisy[:, own] = outputs[:, own] + noise * noise_std
         self._check_finite_forecast(targets, outputs, outputs if noisy is None else noisy)
         return targets, outputs, noisy
-
-    def _solve_with_current_parameters(self) -> None:
-        """Make the fitted module solve with the estimator's current solver parameters.
-
-        ``set_params(rtol=..., max_num_steps=..., solver=...)`` after ``fit`` thus reaches
-        ``predict``, ``sample`` and ``score``, as it reaches a model after ``save``/``load``
-        (which rebuilds the module from its parameters): each solver setting of a module
-        built from the current parameters replaces the fitted module's. Bad parameters raise
-        here, named, instead of inside a solve.
-        """
-        self._validate_params()
-        with torch.random.fork_rng(devices=[]):  # building draws initial weights
-            template = dict(self._build_module(self.n_features_in_).named_modules())
-        for name, part in self.module_.named_modules():
-            twin = template.get(name)
-            for attr, value in (vars(twin).items() if twin is not None else ()):
-                if isinstance(value, SolverOptions):
-                    setattr(part, attr, value)
 
     def _forecast_draws(self, context_df, timestamps, horizon, freq, n_samples, random_state,
                         noisy: bool):

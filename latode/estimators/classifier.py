@@ -19,7 +19,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import train_test_split
 
-from latode._numerics import count_nfe, reset_nfe
+from latode._numerics import SolverOptions, count_nfe, reset_nfe
 from latode._params import InstanceOf, Interval, Options, Predicate
 from latode.estimators._base import COMMON_CONSTRAINTS, TorchEstimator, resolve_device, seed_from
 from latode.estimators._inputs import check_class_labels, check_rows
@@ -209,14 +209,12 @@ class _NetClassifier(ClassifierMixin, TorchEstimator):
         return np.sort(train), np.sort(val)
 
     # ------------------------------------------------------------ prediction
-    def _prepare_module(self, module: torch.nn.Module) -> None:
-        """Hook run before prediction (the ODE-Net installs the current solver settings)."""
-
     def _logits(self, X, method: str) -> torch.Tensor:
         self._check_fitted()
         X = check_rows(self, X, reset=False, dtype=np.float32, method=method)
+        # The ODE-Net solves with the current settings (the test-time tolerance knob).
+        self._solve_with_current_parameters()
         module = self.module_
-        self._prepare_module(module)
         device = next(module.parameters()).device
         X_t = torch.from_numpy(self._standardized(X)).to(device)
         reset_nfe(module)
@@ -412,13 +410,12 @@ class ODENetClassifier(_NetClassifier):
     def _build_module(self, n_features: int, n_classes: int) -> torch.nn.Module:
         return build_classifier_net(
             n_features, n_classes, input_shape=self.input_shape, width=int(self.width),
-            downsample=self._downsample_steps(), body="ode", options=self._solver_options())
+            downsample=self._downsample_steps(), body="ode", **self._module_solvers())
 
-    def _prepare_module(self, module: torch.nn.Module) -> None:
-        # Prediction follows the current solver settings (the test-time tolerance knob);
-        # without gradients the adjoint would change nothing but add overhead.
-        self._validate_params()
-        module.body.options = self._solver_options(adjoint=False)
+    def _module_solvers(self, *, predicting: bool = False) -> dict[str, SolverOptions]:
+        # Without gradients the adjoint would change nothing but add overhead.
+        return {"options": self._solver_options(adjoint=False) if predicting
+                else self._solver_options()}
 
     def _record_nfe(self, nfe: int) -> None:
         self.nfe_ = int(nfe)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from latode._numerics import SolverOptions
 from latode._params import InstanceOf, Interval, Options
 from latode.estimators._base import SCHEDULE_CONSTRAINTS, seeded_by
 from latode.estimators._events import PointProcessMixin
@@ -209,14 +210,19 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         return LatentODE(
             n_channels, latent_dim=int(self.latent_dim), hidden=tuple(self.hidden),
             encoder=self.encoder, encoder_hidden=int(self.encoder_hidden),
-            solver=self._solver_options(),
-            encoder_solver=self._solver_options(method=self.encoder_solver, adjoint=False,
-                                                step_size=None),
+            **self._module_solvers(),
             point_process=bool(self.point_process),
             observation_std=None if self.observation_std is None
             else float(self.observation_std),
             level=self.level, clock=bool(self.clock),
         )
+
+    def _module_solvers(self, *, predicting: bool = False) -> dict[str, SolverOptions]:
+        # The ODE-RNN's solves are one per gap, never adjoint, at its own method with the
+        # latent solve's tolerances. The same options serve training and prediction.
+        return {"solver": self._solver_options(),
+                "encoder_solver": self._solver_options(method=self.encoder_solver,
+                                                       adjoint=False, step_size=None)}
 
     def _fit_module(self, module, packed, *args, **kwargs):
         if self.point_process:

@@ -47,6 +47,16 @@ class _ForwardEncoder(nn.Module):
     def encode(self, sequences: ObservedSequences) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def set_solver(self, solver: SolverOptions) -> None:
+        """Set the options of the encoder's solves from now on.
+
+        Parameters
+        ----------
+        solver : SolverOptions
+            Ignored here: an encoder that solves nothing has no options to set (the latent
+            ODE passes its encoder options whichever encoder it holds).
+        """
+
     def forward(self, times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
                 extra: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -133,6 +143,16 @@ class ODERNNEncoder(_ForwardEncoder):
         super().__init__(hidden_dim, latent_dim, extra_inputs)
         self.cell = nn.GRUCell(2 * n_channels, hidden_dim)
         self.dynamics = CountedDynamics(MLPDynamics(hidden_dim, (hidden_dim,)))
+        self.solver = solver
+
+    def set_solver(self, solver: SolverOptions) -> None:
+        """Set the options of the hidden-state solves from now on.
+
+        Parameters
+        ----------
+        solver : SolverOptions
+            Replaces the options given at construction; the weights are untouched.
+        """
         self.solver = solver
 
     def _move(self, h: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:

@@ -189,6 +189,24 @@ class LatentODE(nn.Module):
             self.augmented = CountedDynamics(
                 IntensityAugmentedDynamics(self.dynamics.func, self.intensity))
 
+    def set_solver(self, solver: SolverOptions | None = None,
+                   encoder_solver: SolverOptions | None = None) -> None:
+        """Set the options of the module's solves from now on; the weights are untouched.
+
+        Parameters
+        ----------
+        solver : SolverOptions or None
+            Options of the latent solve (with a point process, of z and Λ together);
+            ``None`` keeps the current ones.
+        encoder_solver : SolverOptions or None
+            Options of the ODE-RNN encoder's hidden solves (the GRU encoder has none);
+            ``None`` keeps the current ones.
+        """
+        if solver is not None:
+            self.solver = solver
+        if encoder_solver is not None:
+            self.encoder.set_solver(encoder_solver)
+
     def encoder_inputs(self, values, mask, events=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Values and mask the encoder reads: with a point process, an extra channel holds
         the event count at each grid time (observed where there is an event)."""

@@ -156,6 +156,17 @@ class ODEBlock(nn.Module):
         self.func = CountedDynamics(dynamics)
         self.options = options if options is not None else SolverOptions()
 
+    def set_solver(self, options: SolverOptions) -> None:
+        """Set the options of the block's solves from now on.
+
+        Parameters
+        ----------
+        options : SolverOptions
+            Replaces the options given at construction (a looser ``rtol`` at test time, no
+            adjoint without gradients); the weights are untouched.
+        """
+        self.options = options
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         t = torch.tensor([0.0, 1.0], dtype=h.dtype, device=h.device)
         return odeint_checked(self.func, h, t, self.options)[-1]
@@ -191,6 +202,24 @@ class ClassifierNet(nn.Module):
         self.stem = stem
         self.body = body
         self.head = head
+
+    def set_solver(self, options: SolverOptions) -> None:
+        """Set the options of the ODE body's solves from now on.
+
+        Parameters
+        ----------
+        options : SolverOptions
+            Passed to the body's ``set_solver`` (:meth:`ODEBlock.set_solver`).
+
+        Raises
+        ------
+        TypeError
+            When the body solves nothing (the ResNet baseline's :class:`ResidualStack`).
+        """
+        if not hasattr(self.body, "set_solver"):
+            raise TypeError(f"This network's body ({type(self.body).__name__}) solves no "
+                            "ODE: it has no solver options to set.")
+        self.body.set_solver(options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(self.stem(x)))

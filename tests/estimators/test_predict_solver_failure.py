@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from latode._numerics import SolverOptions
 from latode.estimators import LatentODEForecaster, RNNForecaster
 from latode.estimators.classifier import ODENetClassifier
 from latode.estimators.density import CNFDensityEstimator
@@ -113,7 +114,7 @@ def test_the_rnn_baseline_has_no_solve_to_fail():
     df = frame()
     model = RNNForecaster(hidden_dim=8, time_scale=1.0, max_epochs=1, verbose=0,
                           random_state=0).fit(df)
-    model.set_params(max_num_steps=1)  # accepted and unused (same grid as the latent ODE)
+    assert "max_num_steps" not in model.get_params()  # no solve, so no solver settings
     assert np.isfinite(FORECAST_CALLS["predict"](model, df)["y"]).all()
 
 
@@ -151,3 +152,37 @@ def test_a_non_finite_intensity_is_an_error_in_every_point_process_method(solver
         model.sample_events(df, horizon=1.0, n_samples=2, random_state=0)
     with pytest.raises(SolverError, match=match):
         model.score_components(df, n_samples=2)
+
+
+def _no_module(*args, **kwargs):
+    raise RuntimeError("a module was built after fit")
+
+
+def test_settings_after_fit_are_set_on_the_fitted_module_without_building_another(monkeypatch):
+    df = frame()
+    model = LatentODEForecaster(latent_dim=2, hidden=(8,), encoder="ode-rnn", encoder_hidden=4,
+                                time_scale=1.0, max_epochs=1, verbose=0,
+                                random_state=0).fit(df)
+    model.set_params(rtol=1e-5, atol=1e-6, max_num_steps=500, encoder_solver="rk4")
+    monkeypatch.setattr(model, "_build_module", _no_module)
+    for call in FORECAST_CALLS.values():
+        call(model, df)
+    assert model.module_.solver == SolverOptions(rtol=1e-5, atol=1e-6, max_num_steps=500)
+    # The ODE-RNN's options: its own method, the latent solve's tolerances, no adjoint.
+    assert model.module_.encoder.solver == SolverOptions(method="rk4", rtol=1e-5, atol=1e-6,
+                                                         max_num_steps=500)
+
+
+def test_the_ode_net_predicts_with_the_current_settings_without_building_a_network(
+        monkeypatch):
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 10)
+    X = rng.normal(size=(20, 3)) + 2.0 * y[:, None]
+    clf = ODENetClassifier(width=4, adjoint=True, max_epochs=1, verbose=0,
+                           random_state=0).fit(X, y)
+    clf.set_params(solver="rk4", step_size=0.5)
+    monkeypatch.setattr(clf, "_build_module", _no_module)
+    clf.predict_proba(X)
+    # Prediction drops the adjoint: without gradients it would only add overhead.
+    assert clf.module_.body.options == SolverOptions(method="rk4", step_size=0.5,
+                                                     max_num_steps=1000)

@@ -102,3 +102,12 @@ def test_tabular_net_maps_rows_to_logits():
     assert net(torch.zeros(7, 5)).shape == (7, 3)
     with pytest.raises(ValueError, match="body"):
         build_classifier_net(5, 3, body="transformer")
+
+
+def test_set_solver_replaces_the_ode_bodys_options_and_a_residual_body_has_none():
+    net = build_classifier_net(4, 2, width=3)
+    options = SolverOptions(method="euler", step_size=0.5)
+    net.set_solver(options)
+    assert net.body.options is options
+    with pytest.raises(TypeError, match="ResidualStack"):
+        build_classifier_net(4, 2, width=3, body="resnet").set_solver(options)
