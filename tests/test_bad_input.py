@@ -272,10 +272,10 @@ def forecaster_cases(m: str) -> list[Case]:
          r"random_state must be None or an int"),
         ("predict", "random_state", "negative", predict(horizon=[1.0], random_state=-1), V,
          r"random_state must be None or an int"),
-        ("predict", "rtol", "set-after-fit",
-         lambda model, d: copy.deepcopy(model).set_params(rtol=-1.0).predict(d.df,
-                                                                             horizon=[1.0]),
-         V, r"'rtol' parameter of \w+Forecaster must be"),
+        ("predict", "batch_size", "set-after-fit",
+         lambda model, d: copy.deepcopy(model).set_params(batch_size=0).predict(d.df,
+                                                                                horizon=[1.0]),
+         V, r"'batch_size' parameter of \w+Forecaster must be"),
         # --- sample
         ("sample", "n_samples", "zero", sample(horizon=[1.0], n_samples=0), V,
          r"n_samples must be a positive"),
@@ -321,6 +321,11 @@ def forecaster_cases(m: str) -> list[Case]:
         ("sample", "self", "not-fitted", sample(horizon=[1.0]), NotFittedError, r"not fitted"),
         ("score", "self", "not-fitted", score_on(lambda df: df), NotFittedError, r"not fitted"),
     ]
+    if "rtol" in FORECASTERS[m]().get_params():  # forecasters that solve an ODE
+        rows.append(("predict", "rtol", "set-after-fit",
+                     lambda model, d: copy.deepcopy(model).set_params(rtol=-1.0).predict(
+                         d.df, horizon=[1.0]),
+                     V, r"'rtol' parameter of \w+Forecaster must be"))
     cases = []
     for method, argument, bad, call, error, match in rows:
         model = f"unfitted {m}" if bad == "not-fitted" else m

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from latode._params import Interval
-from latode.estimators._forecaster import FORECASTER_CONSTRAINTS, BaseForecaster
+from latode.estimators._forecaster import (
+    FORECASTER_CONSTRAINTS,
+    SOLVER_PARAMETERS,
+    BaseForecaster,
+)
 from latode.nn.rnn_baseline import GRUForecastNet
 
 __all__ = ["RNNForecaster"]
@@ -16,18 +20,24 @@ class RNNForecaster(BaseForecaster):
     maps ``[h, τ - t_last]`` to the channel means at any time τ after the observations it has
     read; it is trained on the one-step-ahead Gaussian likelihood of the observed values, or,
     with ``objective="extrapolate"``, reads each series' first ``context_fraction`` and is
-    scored one step ahead inside it and from its last state on everything after. Same API
-    as :class:`~latode.LatentODEForecaster` (the solver parameters are accepted and unused, so
-    both can sit in one grid search).
+    scored one step ahead inside it and from its last state on everything after. Same data,
+    training and forecast API as :class:`~latode.LatentODEForecaster`; it solves no ODE, so
+    it takes none of the solver parameters (``solver``, ``rtol``, ``atol``, ``adjoint``,
+    ``step_size``, ``max_num_steps``). To search both in one grid, give each its own
+    parameter grid (a list of dicts).
 
     Parameters
     ----------
     hidden_dim : int, default=64
+        Width of the GRU's state.
     objective : {"reconstruct", "extrapolate"}, default="reconstruct"
     context_fraction : float in (0, 1) or (low, high), default=0.5
         As for :class:`~latode.LatentODEForecaster`.
     Other parameters
-        As for :class:`~latode.LatentODEForecaster`.
+        ``max_epochs``, ``batch_size``, ``learning_rate``, ``weight_decay``, ``grad_clip``,
+        ``patience``, ``ema_decay``, ``validation_fraction``, ``id_col``, ``time_col``,
+        ``target_cols``, ``time_scale``, ``standardize``, ``random_state``, ``device`` and
+        ``verbose``: as for :class:`~latode.LatentODEForecaster`.
 
     Examples
     --------
@@ -39,24 +49,20 @@ class RNNForecaster(BaseForecaster):
     (4, 6)
     """
 
-    _parameter_constraints = {**FORECASTER_CONSTRAINTS, "hidden_dim": [Interval(int, 1, None)]}
+    # Every forecaster constraint but the ODE solve's: get_params lists only what is used.
+    _parameter_constraints = {
+        **{k: v for k, v in FORECASTER_CONSTRAINTS.items() if k not in SOLVER_PARAMETERS},
+        "hidden_dim": [Interval(int, 1, None)],
+    }
 
     def __init__(self, hidden_dim=64, *, objective="reconstruct", context_fraction=0.5,
-                 solver="dopri5", rtol=1e-3, atol=1e-4, adjoint=False, step_size=None,
-                 max_num_steps=2000, max_epochs="auto", batch_size="auto", learning_rate=1e-2,
-                 weight_decay=0.0, grad_clip=1.0, patience="auto", ema_decay=0.99,
-                 validation_fraction=0.2,
+                 max_epochs="auto", batch_size="auto", learning_rate=1e-2, weight_decay=0.0,
+                 grad_clip=1.0, patience="auto", ema_decay=0.99, validation_fraction=0.2,
                  id_col="unique_id", time_col="ds", target_cols=None, time_scale=None,
                  standardize=True, random_state=None, device="cpu", verbose=1):
         self.hidden_dim = hidden_dim
         self.objective = objective
         self.context_fraction = context_fraction
-        self.solver = solver
-        self.rtol = rtol
-        self.atol = atol
-        self.adjoint = adjoint
-        self.step_size = step_size
-        self.max_num_steps = max_num_steps
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate

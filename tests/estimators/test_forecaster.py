@@ -1,6 +1,8 @@
 """LatentODEForecaster and RNNForecaster through the public API."""
 
+import inspect
 import pickle
+import re
 
 import numpy as np
 import pandas as pd
@@ -139,6 +141,31 @@ def test_sklearn_contract(cls):
     first = est.predict(df, horizon=[0.5])
     est.fit(df)  # refit starts from scratch: same seed, same result
     pd.testing.assert_frame_equal(first, est.predict(df, horizon=[0.5]))
+
+
+SOLVER_PARAMETERS = {"solver", "rtol", "atol", "adjoint", "step_size", "max_num_steps"}
+
+
+def test_the_rnn_baseline_takes_only_the_parameters_it_uses():
+    # It solves no ODE: solver settings would be accepted and silently ignored, so they are
+    # refused, by __init__ and set_params alike, and its constraints name only its params.
+    params = RNNForecaster().get_params()
+    assert SOLVER_PARAMETERS.isdisjoint(params)
+    assert set(RNNForecaster._parameter_constraints) == set(params)
+    assert SOLVER_PARAMETERS <= set(LatentODEForecaster().get_params())
+    assert clone(small(RNNForecaster)).get_params() == small(RNNForecaster).get_params()
+    for name in sorted(SOLVER_PARAMETERS):
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{name}'"):
+            RNNForecaster(**{name: LatentODEForecaster().get_params()[name]})
+    with pytest.raises(ValueError, match="Invalid parameter 'rtol'"):
+        RNNForecaster().set_params(rtol=1e-3)
+    # Every parameter it lists is read by its own or an inherited method (not only stored).
+    source = "".join(inspect.getsource(c) for c in RNNForecaster.__mro__
+                     if c.__module__.startswith("latode"))
+    source = source.replace(inspect.getsource(RNNForecaster.__init__), "")
+    unread = [name for name in params
+              if not re.search(rf'self\.{name}\b|getattr\(self, "{name}"', source)]
+    assert unread == []
 
 
 @pytest.mark.parametrize("cls", [LatentODEForecaster, RNNForecaster])
@@ -348,7 +375,9 @@ def test_predict_and_sample_give_a_series_the_same_numbers_alone_or_among_others
     # Each series' Monte Carlo draws come from its own generator (seed and id), so its
     # quantiles and trajectories do not depend on the other series, their order or batch_size.
     df = staggered_frame()
-    model = small(cls, rtol=1e-7, atol=1e-9).fit(df)
+    # Tight tolerances for the latent ODE's shared step control; the GRU solves nothing.
+    tight = dict(rtol=1e-7, atol=1e-9) if cls is LatentODEForecaster else {}
+    model = small(cls, **tight).fit(df)
     kwargs = dict(horizon=[0.5, 1.0], level=(80,), n_samples=20)
     together = model.predict(df, **kwargs)
     paths = model.sample(df, horizon=[0.5], n_samples=5, random_state=1)
