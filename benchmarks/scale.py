@@ -202,7 +202,7 @@ def union_against_per_series(solver: str, repeats: int) -> list[dict]:
             start = time.perf_counter()
             for batch in batches:
                 reset_nfe(module)
-                loss, _ = estimator._batch_loss(module, batch)
+                loss, _ = estimator._batch_loss(module, batch, step=0)
                 forward = count_nfe(module)
                 loss.backward()
                 nfe_forward += forward

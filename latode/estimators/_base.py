@@ -274,11 +274,9 @@ class TorchEstimator(BaseEstimator):
             checkpoint_tag=self._checkpoint_tag(data_summary), seed=seed,
             distributed_average=distributed_average,
         )
-        self._trainer = trainer  # read by _optimisation_step while fit runs
         try:
             history = trainer.fit()
         finally:
-            del self._trainer
             self.history_ = list(trainer.history)
             self.n_epochs_ = len(trainer.history)
             # 0 when no epoch could be compared (all within KL warm-up, or no finite loss):
@@ -286,12 +284,6 @@ class TorchEstimator(BaseEstimator):
             self.best_epoch_ = early.best_epoch or self.n_epochs_
             self.bad_steps_ = trainer.total_bad_steps
         return history
-
-    def _optimisation_step(self) -> int:
-        """Optimisation steps the running fit has taken (0 outside ``fit``): the clock of
-        schedules inside a loss, such as a KL warm-up; restored when a fit resumes."""
-        trainer = self.__dict__.get("_trainer")
-        return 0 if trainer is None else int(trainer.global_step)
 
     def _checkpoint_tag(self, data_summary: dict[str, Any] | None) -> dict[str, Any]:
         params = {k: repr(v) for k, v in sorted(self.get_params(deep=False).items())

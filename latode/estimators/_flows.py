@@ -26,7 +26,7 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
     """Base of density estimators built on a normalizing flow on standardised inputs.
 
     Subclasses declare their parameters and implement ``_build_module``, ``_batch_loss``
-    (training loss of a batch of standardised rows), ``_log_prob`` (exact log-density of
+    (training loss of a batch of standardised rows at the trainer's step), ``_log_prob`` (exact log-density of
     standardised rows) and ``_inverse`` (base draws to standardised data).
     """
 
@@ -37,7 +37,7 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
     def _prepare_fit(self, n_features: int) -> None:
         """Set fitted settings derived from the data before the module is built."""
 
-    def _batch_loss(self, module, u: torch.Tensor):  # pragma: no cover - interface
+    def _batch_loss(self, module, u: torch.Tensor, step: int):  # pragma: no cover
         raise NotImplementedError
 
     def _log_prob(self, module, u: torch.Tensor) -> torch.Tensor:  # pragma: no cover

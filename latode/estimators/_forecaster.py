@@ -8,8 +8,8 @@ A concrete forecaster (latent ODE, RNN baseline) supplies four things:
   (``_batch_loss``), validation and ``score``;
 * ``_predictive_means(module, batch, target_times, n_samples, generator)`` — channel means at
   the target times for ``n_samples`` posterior draws, shape (samples, batch, targets, channels);
-* ``_batch_loss(module, batch)`` — the training loss (defaults to the negative log-likelihood
-  per observed value).
+* ``_batch_loss(module, batch, step)`` — the training loss at the trainer's optimisation
+  ``step`` (defaults to the negative log-likelihood per observed value, whatever the step).
 
 With ``objective="extrapolate"`` the model reads only each series' first ``context_fraction``
 of its time span (:meth:`BaseForecaster._read_mask`) and is scored on all its observations, so
@@ -151,7 +151,7 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         cutoff = first + fraction * (last - first)
         return (times <= cutoff).to(batch.mask)
 
-    def _batch_loss(self, module, batch: UnionBatch):
+    def _batch_loss(self, module, batch: UnionBatch, step: int):
         bound = self._series_log_likelihood(module, batch, 1, None)
         return -bound.sum() / self._n_scored(batch).clamp(min=1.0)
 

@@ -133,7 +133,7 @@ class _NetClassifier(ClassifierMixin, TorchEstimator):
                 idx = order[start:start + batch_size]
                 yield X_t[idx], y_t[idx]
 
-        def batch_loss(module, batch):
+        def batch_loss(module, batch, step):
             xb, yb = batch
             logits = module(xb)
             accuracy = float((logits.argmax(1) == yb).float().mean())

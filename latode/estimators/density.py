@@ -182,7 +182,7 @@ class CNFDensityEstimator(FlowDensityEstimator):
             time_dependent=self.time_dependent, integration_time=float(self.integration_time),
         )
 
-    def _batch_loss(self, module: ContinuousNormalizingFlow, u: torch.Tensor):
+    def _batch_loss(self, module: ContinuousNormalizingFlow, u: torch.Tensor, step: int):
         kinetic_weight, frobenius_weight = self._regularization_weights()
         regularize = kinetic_weight > 0 or frobenius_weight > 0
         log_prob, kinetic, frobenius = module(
@@ -277,7 +277,7 @@ class PlanarFlowDensityEstimator(FlowDensityEstimator):
     def _build_module(self, n_features: int) -> PlanarFlow:
         return PlanarFlow(n_features, int(self.n_layers))
 
-    def _batch_loss(self, module: PlanarFlow, u: torch.Tensor):
+    def _batch_loss(self, module: PlanarFlow, u: torch.Tensor, step: int):
         return -module.log_prob(u).mean()
 
     def _log_prob(self, module: PlanarFlow, u: torch.Tensor) -> torch.Tensor:

@@ -246,14 +246,15 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
             enc_events=None if rows is None or batch.events is None else batch.events * rows,
             kl_weight=kl_weight)
 
-    def _kl_weight(self) -> float:
-        """Weight of the KL term at the current optimisation step: a linear warm-up from
-        1 / kl_warmup to 1 over the first ``kl_warmup`` steps (1.0 without warm-up). The step
-        comes from the trainer and is checkpointed, so a resumed fit continues the ramp."""
+    def _kl_weight(self, step: int) -> float:
+        """Weight of the KL term at optimisation step ``step`` (0 first): a linear warm-up
+        from 1 / kl_warmup to 1 over the first ``kl_warmup`` steps (1.0 without warm-up). The
+        trainer passes its step count, which it checkpoints, so a resumed fit continues the
+        ramp."""
         warmup = int(self.kl_warmup)
         if warmup == 0:
             return 1.0
-        return min(1.0, (self._optimisation_step() + 1) / warmup)
+        return min(1.0, (step + 1) / warmup)
 
     def _series_log_likelihood(self, module, batch, n_samples, generator):
         if generator is not None:
@@ -265,9 +266,9 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         bound, _ = self._bound(module, batch, k, k > 1, full_read=False)
         return bound
 
-    def _batch_loss(self, module, batch):
+    def _batch_loss(self, module, batch, step: int):
         k = int(self.n_iwae_samples)
-        weight = self._kl_weight()
+        weight = self._kl_weight(step)
         bound, info = self._bound(module, batch, k, k > 1, full_read=False, kl_weight=weight)
         info.pop("log_lik")
         info["kl_weight"] = weight

@@ -352,9 +352,9 @@ class PeerFailureError(LatodeError, RuntimeError):
     """Another rank failed; this rank stops too rather than wait for it forever."""
 
 
-def synchronized_loss(batch_loss: Callable[[nn.Module, Any], Any]
-                      ) -> Callable[[nn.Module, Shard], Any]:
-    """Wrap ``batch_loss(module, batch)`` for one rank's :class:`Shard`.
+def synchronized_loss(batch_loss: Callable[[nn.Module, Any, int], Any]
+                      ) -> Callable[[nn.Module, Shard, int], Any]:
+    """Wrap ``batch_loss(module, batch, step)`` for one rank's :class:`Shard`.
 
     The returned loss back-propagates this rank's weighted share (see the module docstring)
     but its *value* is the global batch's loss, and the metrics are the global batch's
@@ -363,11 +363,11 @@ def synchronized_loss(batch_loss: Callable[[nn.Module, Any], Any]
     trainer then skips the step everywhere); any other failure stops every rank.
     """
 
-    def loss(module: nn.Module, shard: Shard):
+    def loss(module: nn.Module, shard: Shard, step: int):
         solver_failed = other_failed = 0.0
         error: BaseException | None = None
         try:
-            out = batch_loss(module, shard.batch)
+            out = batch_loss(module, shard.batch, step)
             value, metrics = out if isinstance(out, tuple) else (out, {})
             local = float(value.detach())
         except Exception as caught:  # noqa: BLE001 - every rank must learn of the failure

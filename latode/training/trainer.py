@@ -30,7 +30,8 @@ from latode.training.checkpoint import atomic_save, safe_load
 __all__ = ["Trainer", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
-BatchLoss = Callable[[nn.Module, Any], "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
+BatchLoss = Callable[[nn.Module, Any, int],
+                     "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
 
 
 class Trainer:
@@ -41,8 +42,11 @@ class Trainer:
     module : nn.Module
         The model; its parameters are optimised in place.
     batch_loss : callable
-        ``batch_loss(module, batch)`` returns a scalar loss tensor, or ``(loss, metrics)``
-        where ``metrics`` maps names to floats averaged into the epoch's record.
+        ``batch_loss(module, batch, step)`` returns a scalar loss tensor, or
+        ``(loss, metrics)`` where ``metrics`` maps names to floats averaged into the epoch's
+        record. ``step`` is the training clock, :attr:`global_step` before this batch's
+        update (0 on the first batch): schedules inside a loss (a KL warm-up) read it here,
+        so they continue where a resumed fit stopped and no loss needs the trainer.
     batches : callable
         ``batches(generator)`` returns the epoch's batches; shuffle with ``generator`` (a
         ``torch.Generator`` whose state is checkpointed) so a resumed fit sees the same ones.
@@ -203,7 +207,7 @@ class Trainer:
         """One optimisation step; returns its metrics, or ``None`` when it was skipped."""
         reset_nfe(self.module)
         try:
-            out = self.batch_loss(self.module, batch)
+            out = self.batch_loss(self.module, batch, self.global_step)
             loss, metrics = out if isinstance(out, tuple) else (out, {})
             nfe_forward = count_nfe(self.module)
             if not torch.isfinite(loss):

@@ -227,11 +227,11 @@ def test_a_fit_that_fails_ends_its_run_as_failed(mlflow_server, sine_df):
     model = tiny_rnn(max_epochs=3)
     losses = []
 
-    def failing_loss(module, batch):  # fails mid-fit, once the run has started
+    def failing_loss(module, batch, step):  # fails mid-fit, once the run has started
         losses.append(1)
         if len(losses) > 1:
             raise RuntimeError("boom")
-        return RNNForecaster._batch_loss(model, module, batch)
+        return RNNForecaster._batch_loss(model, module, batch, step)
 
     model._batch_loss = failing_loss
     with pytest.raises(RuntimeError, match="boom"):

@@ -186,7 +186,7 @@ BACKWARD_FAILURE_WORKER = textwrap.dedent('''
     data = [torch.randn(8, 2, generator=torch.Generator().manual_seed(i)) for i in range(3)]
     calls = []
 
-    def batch_loss(module, z0):
+    def batch_loss(module, z0, step):
         calls.append(len(calls))
         # The second step's backward solve fails on rank 1 alone.
         field.fail_backward = distributed.rank() == 1 and len(calls) == 2
@@ -253,10 +253,22 @@ def test_ranks_take_contiguous_shares_and_stand_in_when_short(rank_one_of_two):
     assert [t.tolist() for t in rows.batch] == [[3, 4], [6, 8]] and rows.weight == 2.0
 
 
+def test_the_synchronized_loss_passes_the_training_clock_on():
+    seen = []
+
+    def loss(module, batch, step):
+        seen.append(step)
+        return module(batch).pow(2).mean()
+
+    module = torch.nn.Linear(2, 1)
+    distributed.synchronized_loss(loss)(module, distributed.Shard(torch.ones(3, 2), 3.0), 5)
+    assert seen == [5]
+
+
 def test_only_rank_zero_writes_checkpoints(rank_one_of_two, tmp_path):
     module = torch.nn.Linear(2, 1)
     data = [torch.ones(3, 2)]
-    trainer = Trainer(module, lambda m, x: m(x).pow(2).mean(), lambda g: data, max_epochs=2,
+    trainer = Trainer(module, lambda m, x, step: m(x).pow(2).mean(), lambda g: data, max_epochs=2,
                       checkpoint_dir=tmp_path)
     trainer.fit()
     assert len(trainer.history) == 2

@@ -27,7 +27,7 @@ def make_trainer(module=None, loss=None, **kw):
         for s in range(0, 64, 16):
             yield order[s:s + 16]
 
-    def default_loss(m, idx):
+    def default_loss(m, idx, step):
         return ((m(x[idx]).squeeze(-1) - y[idx]) ** 2).mean()
 
     def validate(m):
@@ -49,7 +49,7 @@ def test_non_finite_losses_are_skipped_counted_and_lower_the_learning_rate():
     calls = {"n": 0}
     x, y = regression_problem()
 
-    def flaky(m, idx):
+    def flaky(m, idx, step):
         calls["n"] += 1
         loss = ((m(x[idx]).squeeze(-1) - y[idx]) ** 2).mean()
         return loss * float("nan") if calls["n"] % 4 == 0 else loss
@@ -66,7 +66,7 @@ def test_consecutive_failures_stop_with_a_clear_error_and_keep_best_weights():
     x, y = regression_problem()
     calls = {"n": 0}
 
-    def breaks_later(m, idx):
+    def breaks_later(m, idx, step):
         calls["n"] += 1
         loss = ((m(x[idx]).squeeze(-1) - y[idx]) ** 2).mean()
         return loss if calls["n"] <= 8 else loss * float("inf")
@@ -85,7 +85,7 @@ def test_solver_failure_restores_last_good_weights_and_warns():
     x, y = regression_problem()
     calls = {"n": 0}
 
-    def solver_fails_once(m, idx):
+    def solver_fails_once(m, idx, step):
         calls["n"] += 1
         if calls["n"] == 6:
             with torch.no_grad():
@@ -102,7 +102,7 @@ def test_solver_failure_restores_last_good_weights_and_warns():
 
 
 def test_other_assertion_errors_are_not_swallowed():
-    def broken(m, idx):
+    def broken(m, idx, step):
         raise AssertionError("a bug, not a solver failure")
 
     with pytest.raises(AssertionError, match="a bug"):
@@ -177,7 +177,7 @@ def test_schedule_does_not_raise_a_rate_that_failed_steps_pushed_below_its_floor
     x, y = regression_problem()
     calls = {"n": 0}
 
-    def fails_twice(m, idx):
+    def fails_twice(m, idx, step):
         calls["n"] += 1
         loss = ((m(x[idx]).squeeze(-1) - y[idx]) ** 2).mean()
         return loss * float("nan") if calls["n"] in (1, 2) else loss
@@ -215,11 +215,9 @@ def test_annealed_epochs_are_not_compared_with_the_full_objective():
     # epochs). The penalty is large and constant, so the annealed epochs have the lowest
     # training losses; without a validation split they must still not be kept as best.
     x, y = regression_problem()
-    step = {"n": 0}
 
-    def annealed(m, idx):
-        step["n"] += 1
-        weight = min(1.0, step["n"] / 8)
+    def annealed(m, idx, step):
+        weight = min(1.0, (step + 1) / 8)  # the trainer's clock: 0 on the first batch
         loss = ((m(x[idx]).squeeze(-1) - y[idx]) ** 2).mean() + weight * 100.0
         return loss, {"kl_weight": weight}
 
@@ -228,6 +226,23 @@ def test_annealed_epochs_are_not_compared_with_the_full_objective():
                            callbacks=[early]).fit()
     assert history[0]["train_loss"] < history[3]["train_loss"]
     assert early.best_epoch == 4  # the fit improves on the full objective: epoch 4 is best
+
+
+def test_the_loss_reads_the_training_clock_which_skipped_steps_do_not_advance(tmp_path):
+    x, y = regression_problem()
+    seen = []
+
+    def clocked(m, idx, step):
+        seen.append(step)
+        loss = ((m(x[idx]).squeeze(-1) - y[idx]) ** 2).mean()
+        return loss * float("nan") if len(seen) == 3 else loss  # the third batch is skipped
+
+    trainer = make_trainer(loss=clocked, max_epochs=2, checkpoint_dir=tmp_path)
+    trainer.fit()
+    assert seen == [0, 1, 2, 2, 3, 4, 5, 6] and trainer.global_step == 7
+    # A resumed fit's clock goes on from the checkpoint's step count.
+    make_trainer(loss=clocked, max_epochs=3, checkpoint_dir=tmp_path).fit()
+    assert seen[8:] == [7, 8, 9, 10]
 
 
 class RecordsWeights(Callback):
