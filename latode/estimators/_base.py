@@ -155,6 +155,9 @@ class TorchEstimator(BaseEstimator):
 
     #: subclasses merge their own constraints with COMMON_CONSTRAINTS
     _parameter_constraints: dict[str, list] = {}
+    #: Parameters earlier versions took and this estimator no longer has; files saved with
+    #: them still load (they changed nothing, so nothing is lost by dropping them).
+    _retired_parameters: tuple[str, ...] = ()
 
     # ----------------------------------------------------------- fit helpers
     @contextlib.contextmanager
@@ -363,7 +366,8 @@ class TorchEstimator(BaseEstimator):
                 f"{str(path)!r} has format version {payload.get('format_version')!r}; this "
                 f"latode reads version {FORMAT_VERSION}. Save the model again with this version."
             )
-        params = dict(payload["params"])
+        params = {name: value for name, value in payload["params"].items()
+                  if name not in cls._retired_parameters}
         if device is not None:
             params["device"] = device
         estimator = cls(**params)

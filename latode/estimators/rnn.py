@@ -50,6 +50,7 @@ class RNNForecaster(BaseForecaster):
     """
 
     # Every forecaster constraint but the ODE solve's: get_params lists only what is used.
+    _retired_parameters = SOLVER_PARAMETERS
     _parameter_constraints = {
         **{k: v for k, v in FORECASTER_CONSTRAINTS.items() if k not in SOLVER_PARAMETERS},
         "hidden_dim": [Interval(int, 1, None)],

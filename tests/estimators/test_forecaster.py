@@ -534,3 +534,17 @@ def test_weight_average_is_on_by_default_and_can_be_turned_off(cls):
                            next(last.module_.parameters()))
     with pytest.raises(ValueError, match="'ema_decay' parameter"):
         small(cls, ema_decay=1.0).fit(df)
+
+
+def test_an_rnn_baseline_saved_with_its_old_solver_parameters_still_loads(tmp_path):
+    df, _ = linear_ode_frame(n=8, k=6)
+    model = small(RNNForecaster, validation_fraction=0.0).fit(df)
+    model.save(tmp_path / "new.pt")
+    payload = torch.load(tmp_path / "new.pt", weights_only=True)
+    # Files written before RNNForecaster dropped the solver parameters it ignored.
+    payload["params"].update(solver="dopri5", rtol=1e-3, atol=1e-4, adjoint=False,
+                             step_size=None, max_num_steps=2000)
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = RNNForecaster.load(tmp_path / "old.pt")
+    assert "rtol" not in loaded.get_params()
+    pd.testing.assert_frame_equal(loaded.predict(df, horizon=[0.5]), model.predict(df, horizon=[0.5]))
