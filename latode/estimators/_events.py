@@ -79,9 +79,9 @@ class PointProcessMixin:
         qs, levels = _check_quantiles(quantiles, level)
         factor = 1.0 / self._model_time_per_unit(per)
 
-        def draw(module, batch, grid, n, generator):
+        def draw(module, batch, grid, n, generator, needed):
             z, context = self._posterior_draws(module, batch, n, generator)
-            _, log_rate, _ = module.decode_with_intensity(z, context, grid)
+            _, log_rate, _ = module.decode_with_intensity(z, context, grid, needed)
             return torch.exp(log_rate).unsqueeze(-1)
 
         targets, rates, _ = self._draws_at_targets(context_df, timestamps, horizon, freq,

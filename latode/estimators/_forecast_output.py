@@ -94,8 +94,9 @@ class ForecastOutputMixin:
                           random_state, draw, n_outputs: int, noise_std=None):
         """Posterior draws of a model output at the requested (series, time) rows.
 
-        ``draw(module, batch, grid, n_samples, generators)`` returns the output on a union
-        ``grid`` of target times, shape (samples, batch, grid, n_outputs), drawing each
+        ``draw(module, batch, grid, n_samples, generators, needed)`` returns the output on a
+        union ``grid`` of target times, shape (samples, batch, grid, n_outputs), right at the
+        pairs ``needed`` (batch, grid) marks (others may hold anything), drawing each
         series' randomness from its own generator (:func:`series_generators`). With
         ``noise_std`` (n_outputs,), Gaussian noise of that spread, from the same generators,
         is added to a copy.
@@ -128,9 +129,15 @@ class ForecastOutputMixin:
             grid_times, _, column = solver_grid(targets.times[rows] - batch.origins[which],
                                                 torch.float32)
             grid = torch.as_tensor(grid_times, dtype=torch.float32, device=device)
+            # Each series is asked for its own few times of the chunk's union grid: the
+            # model need only solve and decode those (series, time) pairs.
+            needed = torch.zeros(len(chunk), len(grid_times), dtype=torch.bool, device=device)
+            needed[torch.as_tensor(which, device=device),
+                   torch.as_tensor(column, device=device)] = True
             generators = series_generators(seed, targets.ids[chunk])
             with torch.no_grad():
-                out = draw(self.module_, batch, grid, n_samples, generators).cpu().numpy()
+                out = draw(self.module_, batch, grid, n_samples, generators, needed)
+            out = out.cpu().numpy()
             outputs[:, rows] = out[:, which, column]
             if noisy is not None:
                 for k, generator in zip(chunk, generators):

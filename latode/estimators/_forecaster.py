@@ -6,8 +6,9 @@ A concrete forecaster (latent ODE, RNN baseline) supplies four things:
 * ``_series_log_likelihood(module, batch, n_samples, generator)`` — a per-series
   log-likelihood (or lower bound) of a union batch, shape (batch,), used for training
   (``_batch_loss``), validation and ``score``;
-* ``_predictive_means(module, batch, target_times, n_samples, generator)`` — channel means at
-  the target times for ``n_samples`` posterior draws, shape (samples, batch, targets, channels);
+* ``_predictive_means(module, batch, target_times, n_samples, generator, needed=None)`` —
+  channel means at the target times for ``n_samples`` posterior draws, shape (samples,
+  batch, targets, channels); only the (series, time) pairs of ``needed`` must be right;
 * ``_batch_loss(module, batch, step)`` — the training loss at the trainer's optimisation
   ``step`` (defaults to the negative log-likelihood per observed value, whatever the step).
 
@@ -101,7 +102,8 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         raise NotImplementedError  # pragma: no cover
 
     def _predictive_means(self, module, batch: UnionBatch, target_times: torch.Tensor,
-                          n_samples: int, generator: torch.Generator) -> torch.Tensor:
+                          n_samples: int, generator: torch.Generator,
+                          needed: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError  # pragma: no cover
 
     def _converter_options(self) -> dict[str, Any]:

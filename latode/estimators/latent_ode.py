@@ -274,6 +274,7 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         info["kl_weight"] = weight
         return -bound.sum() / self._n_scored(batch).clamp(min=1.0), info
 
-    def _predictive_means(self, module, batch, target_times, n_samples, generator):
+    def _predictive_means(self, module, batch, target_times, n_samples, generator,
+                          needed=None):
         z, context = self._posterior_draws(module, batch, n_samples, generator)
-        return module.decode(z, context, target_times)
+        return module.decode(z, context, target_times, needed)

@@ -88,6 +88,7 @@ class RNNForecaster(BaseForecaster):
         read = batch.mask if generator is not None else self._read_mask(batch, module.training)
         return module.log_likelihood(batch.times, batch.values, batch.mask, read_mask=read)
 
-    def _predictive_means(self, module, batch, target_times, n_samples, generator):
+    def _predictive_means(self, module, batch, target_times, n_samples, generator,
+                          needed=None):
         mean = module.predict_mean(batch.times, batch.values, batch.mask, target_times)
         return mean.unsqueeze(0).expand((n_samples,) + tuple(mean.shape))
