@@ -6,6 +6,7 @@ Errors say what is wrong, where (column and series) and what to do, so that noth
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -205,6 +206,7 @@ def validate_long_frame(
             f"Column {id_col!r} of {argument} has {int(ids.isna().sum())} missing series ids; "
             "drop or fill those rows."
         )
+    _check_id_types(ids, id_col, argument)
     _check_times(df, id_col, time_col, argument)
     for col in targets:
         _check_values(df, id_col, col, argument)
@@ -236,6 +238,20 @@ def validate_long_frame(
                 f"e.g. {show(empty[0])}; drop those series or give them at least one observation."
             )
     return FrameSpec(id_col=id_col, time_col=time_col, target_cols=tuple(targets))
+
+
+def _check_id_types(ids: pd.Series, id_col: str, argument: str) -> None:
+    """Ids of one kind: ``"1"`` and ``1`` in one column would be two series that print alike
+    (and a forecast's ids could not come back in one dtype)."""
+    if ids.dtype != object:
+        return
+    kinds = ids.map(lambda value: "number" if isinstance(value, numbers.Number)
+                    else type(value).__name__).unique()
+    if len(kinds) > 1:
+        raise TypeError(
+            f"Column {id_col!r} of {argument} mixes series ids of types {sorted(kinds)}; use "
+            f"one type, e.g. df[{id_col!r}] = df[{id_col!r}].astype(str)."
+        )
 
 
 def _check_times(df: pd.DataFrame, id_col: str, time_col: str, argument: str) -> None:

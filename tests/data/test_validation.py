@@ -44,10 +44,12 @@ def test_good_frame_passes_and_infers_numeric_targets():
                                   pd.Timestamp("2024-01-03", tz="UTC")]),
          ValueError, ["time zones", "utc=True"]),
         (lambda df: df[["unique_id", "ds"]], ValueError, ["no numeric value column"]),
+        (lambda df: df.assign(unique_id=pd.Series(["a", "a", 1, 1], dtype=object)), TypeError,
+         ["'unique_id'", "['number', 'str']", ".astype(str)"]),
     ],
     ids=["empty", "missing-time", "missing-id", "nan-time", "nat-time",
          "duplicates", "infinite", "unobserved-series", "missing-id-value", "string-times",
-         "mixed-tz", "no-values"],
+         "mixed-tz", "no-values", "mixed-id-types"],
 )
 def test_bad_frames_raise_clear_errors(mutate, error, words):
     with pytest.raises(error) as info:
