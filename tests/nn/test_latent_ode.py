@@ -31,11 +31,11 @@ def test_solve_from_goes_backward_and_forward_like_the_exponential():
     torch.testing.assert_close(z[:, 0, 0], expected, rtol=1e-7, atol=1e-9)
 
 
-def model(adjoint=False, encoder="rnn"):
+def model(adjoint=False, encoder="rnn", level=None):
     torch.manual_seed(0)
     options = SolverOptions(rtol=1e-9, atol=1e-10, adjoint=adjoint)
     return LatentODE(2, latent_dim=3, hidden=(8,), encoder=encoder, encoder_hidden=6,
-                     solver=options).double()
+                     solver=options, level=level).double()
 
 
 def batch(seed=1):
@@ -247,9 +247,7 @@ def test_context_level_against_a_loop(kind):
 def test_a_context_level_makes_the_model_shift_with_the_series():
     # Relative to the last value, a series' encoder reads the same differences whatever its
     # level; the decoder's output is counted from its value at the origin, plus the level.
-    torch.manual_seed(0)
-    m = LatentODE(2, latent_dim=3, hidden=(8,), encoder="rnn", encoder_hidden=6,
-                  solver=SolverOptions(rtol=1e-9, atol=1e-10), level="last").double()
+    m = model(level="last")
     times, values, mask = batch()
     context = m.encode(times, values, mask)
     level, seen = context_level(values, mask, "last")
@@ -264,9 +262,7 @@ def test_a_context_level_makes_the_model_shift_with_the_series():
 
 @pytest.mark.parametrize("kind", ["last", "mean"])
 def test_the_mean_at_the_origin_is_the_last_value_under_the_last_level(kind):
-    torch.manual_seed(0)
-    m = LatentODE(2, latent_dim=3, hidden=(8,), encoder="ode-rnn", encoder_hidden=6,
-                  solver=SolverOptions(rtol=1e-9, atol=1e-10), level=kind).double()
+    m = model(encoder="ode-rnn", level=kind)
     times, values, mask = batch()
     context = m.encode(times, values, mask)
     with torch.no_grad():
@@ -283,9 +279,7 @@ def test_the_mean_at_the_origin_is_the_last_value_under_the_last_level(kind):
 
 
 def test_decoding_only_the_needed_pairs_matches_the_full_decode():
-    torch.manual_seed(0)
-    m = LatentODE(2, latent_dim=3, hidden=(8,), encoder="rnn", encoder_hidden=6,
-                  solver=SolverOptions(rtol=1e-9, atol=1e-10), level="last").double()
+    m = model(level="last")
     times, values, mask = batch()
     context = m.encode(times, values, mask)
     z = torch.randn(3, *context.mu.shape, dtype=torch.float64)
