@@ -62,31 +62,71 @@ def _plot_times(times: pd.Series) -> Any:
     return times
 
 
+def _suffixed(forecast: pd.DataFrame, prefix: str) -> list[tuple[float, str]]:
+    """``(number, column)`` for each column ``<prefix><number>``, by number."""
+    return sorted((float(c[len(prefix):]), c) for c in forecast.columns
+                  if c.startswith(prefix) and c[len(prefix):].replace(".", "", 1).isdigit())
+
+
 def _band_columns(forecast: pd.DataFrame, target: str) -> tuple[str, str] | None:
-    prefix = f"{target}_q"
-    levels = sorted((float(c[len(prefix):]), c) for c in forecast.columns
-                    if c.startswith(prefix) and c[len(prefix):].replace(".", "", 1).isdigit())
-    if len(levels) < 2:
-        return None
-    return levels[0][1], levels[-1][1]
+    """The widest band of the frame: its outermost quantiles, else its widest ``level``."""
+    quantiles = _suffixed(forecast, f"{target}_q")
+    if len(quantiles) >= 2:
+        return quantiles[0][1], quantiles[-1][1]
+    lows = dict((level, column) for level, column in _suffixed(forecast, f"{target}-lo-"))
+    highs = dict((level, column) for level, column in _suffixed(forecast, f"{target}-hi-"))
+    common = sorted(set(lows) & set(highs))
+    return (lows[common[-1]], highs[common[-1]]) if common else None
+
+
+def _forecast_target(forecast: pd.DataFrame, id_col: str, time_col: str,
+                     target: str | None) -> str:
+    """``target``, checked, or the frame's one forecast column when ``None``."""
+    means = [c for c in forecast.columns if c not in (id_col, time_col, "sample_id")
+             and "_q" not in c and "-lo-" not in c and "-hi-" not in c]
+    if target is None:
+        if len(means) != 1:
+            raise ValueError(f"The forecast has {len(means)} target columns {means}; choose "
+                             "one with target=.")
+        return means[0]
+    if target not in forecast.columns:
+        raise ValueError(f"target={target!r} is not a column of the forecast; its targets are "
+                         f"{means}.")
+    return target
 
 
 def plot_forecast(observed: pd.DataFrame, forecast: pd.DataFrame, *, id_col: str = "unique_id",
-                  time_col: str = "ds", target: str = "y", series: Sequence[Any] | None = None,
-                  band: tuple[str, str] | None = None, max_series: int = 4):
-    """Observations, forecast mean and a quantile band, one panel per series.
+                  time_col: str = "ds", target: str | None = None,
+                  series: Sequence[Any] | None = None,
+                  band: tuple[str, str] | None = None, max_series: int = 4,
+                  actuals: pd.DataFrame | None = None):
+    """Observations, forecast mean and a band, one panel per series.
+
+    A dashed line marks where each series' observations end (its context, when
+    ``observed`` is what ``predict`` read).
 
     Parameters
     ----------
     observed : DataFrame
         Observed rows (``id_col``, ``time_col``, ``target``); drawn as points.
     forecast : DataFrame
-        ``predict``'s frame: the mean in column ``target`` and quantile columns.
+        ``predict``'s frame: the mean in column ``target`` and quantile or level columns.
+    target : str, optional
+        The channel to draw; required when the forecast has more than one.
     series : sequence, optional
         Which series to draw (default: the first ``max_series`` of ``forecast``).
     band : (str, str), optional
         Columns of the band's lower and upper edges (default: the lowest and highest
-        ``<target>_q<q>`` columns).
+        ``<target>_q<q>`` columns, else the widest ``<target>-lo-<l>`` / ``-hi-<l>`` pair).
+    actuals : DataFrame, optional
+        Held-out rows to compare the forecast with (same columns as ``observed``); drawn as
+        crosses, so that ``observed`` can be the context alone.
+
+    Raises
+    ------
+    ValueError
+        Without series to draw, or with a ``target`` that is not a forecast column (or none
+        given where there are several).
 
     Returns
     -------
@@ -104,6 +144,7 @@ def plot_forecast(observed: pd.DataFrame, forecast: pd.DataFrame, *, id_col: str
         list(pd.unique(forecast[id_col]))[:max_series]
     if not chosen:
         raise ValueError("There is no series to plot: the forecast frame is empty.")
+    target = _forecast_target(forecast, id_col, time_col, target)
     band = band or _band_columns(forecast, target)
     figure, axes = _figure(len(chosen))
     for ax, sid in zip(axes, chosen):
@@ -116,6 +157,13 @@ def plot_forecast(observed: pd.DataFrame, forecast: pd.DataFrame, *, id_col: str
         ax.plot(t_fc, fc[target], color="tab:blue", label="forecast mean")
         ax.plot(_plot_times(obs[time_col]), obs[target], "o", color="black", markersize=3,
                 label="observed")
+        if actuals is not None:
+            held = actuals[actuals[id_col] == sid].sort_values(time_col)
+            ax.plot(_plot_times(held[time_col]), held[target], "x", color="tab:red",
+                    markersize=5, label="held out")
+        if len(obs):
+            ax.axvline(_plot_times(obs[time_col]).iloc[-1], color="grey", linestyle="--",
+                       linewidth=0.8, label="last observation")
         ax.set_title(f"{id_col} = {sid}", fontsize=9)
         ax.set_ylabel(target)
     axes[0].legend(fontsize=8)

@@ -35,6 +35,37 @@ def test_forecast_band_plot_for_float_datetime_and_timedelta_times(times, tmp_pa
     fig.savefig(tmp_path / "fc.png")
 
 
+def test_forecast_plot_finds_its_target_draws_level_bands_and_marks_the_context_end():
+    obs = pd.DataFrame({"pid": ["a", "a"], "t": [0.0, 1.0], "hr": [60.0, 62.0]})
+    fc = pd.DataFrame({"pid": ["a", "a"], "t": [1.5, 2.0], "hr": [63.0, 64.0],
+                       "hr-lo-50": [62.0, 63.0], "hr-hi-50": [64.0, 65.0],
+                       "hr-lo-80": [61.0, 62.0], "hr-hi-80": [65.0, 66.0]})
+    fig = plot_forecast(obs, fc, id_col="pid", time_col="t")  # the one target: hr
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "hr"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "hr-lo-80 – hr-hi-80" in legend  # the widest level
+    marks = [line for line in ax.get_lines() if line.get_label() == "last observation"]
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [1.0, 1.0]
+    # Held-out actuals are drawn apart, so the mark stays at the context's end.
+    held = pd.DataFrame({"pid": ["a"], "t": [2.0], "hr": [66.0]})
+    ax = plot_forecast(obs, fc, id_col="pid", time_col="t", actuals=held).axes[0]
+    crosses = [line for line in ax.get_lines() if line.get_label() == "held out"]
+    assert list(crosses[0].get_ydata()) == [66.0]
+    marks = [line for line in ax.get_lines() if line.get_label() == "last observation"]
+    assert list(marks[0].get_xdata()) == [1.0, 1.0]
+
+
+def test_forecast_plot_names_the_targets_when_it_cannot_choose():
+    obs = pd.DataFrame({"unique_id": [0], "ds": [0.0], "hr": [1.0], "temp": [37.0]})
+    fc = pd.DataFrame({"unique_id": [0], "ds": [1.0], "hr": [1.0], "temp": [37.0]})
+    with pytest.raises(ValueError, match=r"2 target columns \['hr', 'temp'\]"):
+        plot_forecast(obs, fc)
+    with pytest.raises(ValueError, match=r"target='y' is not a column"):
+        plot_forecast(obs, fc, target="y")
+    assert plot_forecast(obs, fc, target="temp").axes[0].get_ylabel() == "temp"
+
+
 def test_forecast_plot_without_series_is_an_error():
     empty = pd.DataFrame({"unique_id": [], "ds": [], "y": []})
     with pytest.raises(ValueError, match="no series"):

@@ -77,9 +77,10 @@ def _forecast_report(estimator: Any, data: pd.DataFrame, seed: int | None):
     figures = {}
     for target in targets[:3]:
         name = f"forecast_{split}_{target}.png" if len(targets) > 1 else f"forecast_{split}.png"
-        figures[name] = plot_forecast(subset[subset[id_col].isin(plotted)], band,
+        figures[name] = plot_forecast(context[context[id_col].isin(plotted)], band,
                                       id_col=id_col, time_col=time_col, target=target,
-                                      series=plotted)
+                                      series=plotted,
+                                      actuals=holdout[holdout[id_col].isin(plotted)])
     return figures, metrics
 
 
