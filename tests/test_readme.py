@@ -96,6 +96,8 @@ def test_every_python_block_runs_in_order(tmp_path, monkeypatch):
     assert set(ns["parts"]) == {"observations", "events", "kl", "total"}
     # The GRU-Δt baseline, the ODE-Net, the CNF.
     assert len(ns["rnn_fc"]) == 2 * n_context
+    scores = ns["search"].cv_results_["mean_test_score"]
+    assert set(ns["chosen"]) == {"hidden_dim"} and len(scores) == 2 and (scores < 0).all()
     assert 0.0 <= ns["accuracy"] <= 1.0 and ns["clf"].nfe_ > 0
     assert np.isfinite(ns["nats"]) and np.isfinite(ns["best"])
     assert ns["drawn"].shape == (500, 2)

@@ -1,0 +1,126 @@
+"""Model selection for forecasters with scikit-learn: folds of whole series, forecast scorers.
+
+scikit-learn's splitters cut a frame by rows, so a plain ``cv=3`` puts one series' rows in
+several folds: the model then trains on part of a series and is scored on the rest of it.
+:class:`SeriesKFold` keeps every series whole, and :func:`make_forecast_scorer` scores a fitted
+forecaster the way it is used: each test series' last observations are forecast from the
+ones before them.
+
+Examples
+--------
+>>> import numpy as np, pandas as pd
+>>> from sklearn.model_selection import GridSearchCV
+>>> from latode import RNNForecaster
+>>> rng = np.random.default_rng(0)
+>>> df = pd.DataFrame({"unique_id": np.repeat(np.arange(12), 6),
+...                    "ds": np.tile(np.arange(6.0), 12), "y": rng.normal(size=72)})
+>>> search = GridSearchCV(RNNForecaster(max_epochs=2, verbose=0, random_state=0),
+...                       {"hidden_dim": [4, 8]}, cv=SeriesKFold(2),
+...                       scoring=make_forecast_scorer("mae")).fit(df)
+>>> sorted(search.best_params_)
+['hidden_dim']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import BaseCrossValidator, GroupKFold
+
+from latode.metrics import forecast_scores, holdout_split
+
+__all__ = ["SeriesKFold", "make_forecast_scorer", "FORECAST_METRICS"]
+
+#: Errors :func:`make_forecast_scorer` can score (lower is better for each).
+FORECAST_METRICS = ("mae", "rmse", "crps")
+
+
+class SeriesKFold(BaseCrossValidator):
+    """K folds of whole series: every row of a series lands in the same fold.
+
+    Parameters
+    ----------
+    n_splits : int, default=5
+    id_col : str, default="unique_id"
+        The frame's series id column.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"unique_id": [0, 0, 1, 1, 2, 2], "ds": [0, 1] * 3, "y": 0.0})
+    >>> sorted(sorted(set(df.unique_id.iloc[test])) for _, test in SeriesKFold(3).split(df))
+    [[0], [1], [2]]
+    """
+
+    def __init__(self, n_splits: int = 5, id_col: str = "unique_id"):
+        self.n_splits = n_splits
+        self.id_col = id_col
+
+    def _ids(self, X: Any) -> pd.Series:
+        if not isinstance(X, pd.DataFrame) or self.id_col not in X.columns:
+            columns = list(X.columns) if isinstance(X, pd.DataFrame) else type(X).__name__
+            raise ValueError(f"SeriesKFold splits a long frame by its {self.id_col!r} column; "
+                             f"got {columns}. Pass id_col= to name the id column.")
+        return X[self.id_col]
+
+    def split(self, X: pd.DataFrame, y: Any = None, groups: Any = None
+              ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Row positions of the training and test series of each fold."""
+        ids = self._ids(X)
+        n_series = ids.nunique()
+        if n_series < self.n_splits:
+            raise ValueError(f"SeriesKFold(n_splits={self.n_splits}) needs at least "
+                             f"{self.n_splits} series; the frame has {n_series}.")
+        yield from GroupKFold(n_splits=self.n_splits).split(X, groups=ids)
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        return self.n_splits
+
+    def _iter_test_indices(self, X=None, y=None, groups=None):  # pragma: no cover
+        # split() is overridden; BaseCrossValidator requires the hook to exist.
+        raise NotImplementedError
+
+
+def make_forecast_scorer(metric: str = "mae", holdout: float = 0.2, n_samples: int = 50):
+    """A ``scoring=`` for forecasters: minus the error of forecasting each test series' last
+    ``holdout`` of observation times from the ones before them.
+
+    Parameters
+    ----------
+    metric : {"mae", "rmse", "crps"}, default="mae"
+        Averaged over every held-out value of every target (CRPS from 19 quantiles).
+    holdout : float in (0, 1), default=0.2
+        Each series' share of observation times to forecast (at least one).
+    n_samples : int, default=50
+        Posterior draws behind each forecast.
+
+    Returns
+    -------
+    callable
+        ``scorer(estimator, X, y=None) -> float``; higher is better, as scikit-learn expects.
+    """
+    if metric not in FORECAST_METRICS:
+        raise ValueError(f"metric={metric!r} is not one of {FORECAST_METRICS}.")
+    if not 0 < holdout < 1:
+        raise ValueError(f"holdout must lie in (0, 1), e.g. 0.2; got {holdout!r}.")
+    quantiles = tuple(np.round(np.linspace(0.05, 0.95, 19), 2)) if metric == "crps" else None
+
+    def scorer(estimator: Any, X: pd.DataFrame, y: Any = None) -> float:
+        conv = estimator.converter_
+        id_col, time_col, targets = conv.id_col, conv.time_col, list(conv.channels)
+        context, held = holdout_split(X, id_col, time_col, holdout)
+        if held.empty:
+            raise ValueError("No test series has two observation times to forecast from; "
+                             "make_forecast_scorer needs series of two or more rows.")
+        forecast = estimator.predict(context, held[[id_col, time_col]], quantiles=quantiles,
+                                     n_samples=n_samples, random_state=0)
+        scores = forecast_scores(held, forecast, id_col=id_col, time_col=time_col,
+                                 targets=targets, quantiles=quantiles or ())
+        counts = scores["n"].to_numpy(dtype=float)
+        if metric == "rmse":  # pooled over targets: root of the mean squared error
+            return -float(np.sqrt(np.sum(counts * scores["rmse"] ** 2) / counts.sum()))
+        return -float(np.sum(counts * scores[metric]) / counts.sum())
+
+    return scorer
