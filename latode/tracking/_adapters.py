@@ -184,7 +184,8 @@ def example_input(estimator: Any, data: Any = None, n_rows: int = 12) -> pd.Data
         if isinstance(data, pd.DataFrame) and set(columns) <= set(data.columns) and len(data):
             first = data[conv.id_col].iloc[0]
             rows = data.loc[data[conv.id_col] == first, columns]
-            return rows.sort_values(conv.time_col).head(n_rows).reset_index(drop=True)
+            return _plain_ids(rows.sort_values(conv.time_col).head(n_rows)
+                              .reset_index(drop=True), conv.id_col)
         axis = conv.time_axis_
         keys = np.asarray(axis.origin) + np.array([0.0, 0.5, 1.0]) * axis.scale
         keys = keys if axis.kind == "float" else keys.astype(np.int64)
@@ -195,7 +196,7 @@ def example_input(estimator: Any, data: Any = None, n_rows: int = 12) -> pd.Data
         frame = conv.to_frame(ids, keys,
                               {c: np.repeat(m, 3) for c, m in zip(conv.channels,
                                                                   conv.scaler_.mean)})
-        return frame
+        return _plain_ids(frame, conv.id_col)
     if data is not None and len(data):
         rows = data.head(n_rows) if isinstance(data, pd.DataFrame) \
             else pd.DataFrame(np.asarray(data)[:n_rows])
@@ -205,6 +206,14 @@ def example_input(estimator: Any, data: Any = None, n_rows: int = 12) -> pd.Data
     rows.columns = list(names) if names is not None else [f"x{i}" for i in range(rows.shape[1])]
     # Features are read as floats whatever their dtype.
     return rows.astype(np.float64).reset_index(drop=True)
+
+
+def _plain_ids(frame: pd.DataFrame, id_col: str) -> pd.DataFrame:
+    """Categorical ids as plain strings: MLflow's schemas have no categorical type, and a
+    served model is then called with string ids (which it forecasts alike)."""
+    if isinstance(frame[id_col].dtype, pd.CategoricalDtype):
+        frame = frame.assign(**{id_col: frame[id_col].astype(str).astype(object)})
+    return frame
 
 
 def example_params(estimator: Any) -> dict[str, Any]:

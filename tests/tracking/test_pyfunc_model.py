@@ -144,3 +144,26 @@ def test_a_model_logged_without_an_example_accepts_its_string_ids(clinic_df, mlf
     pyfunc = mlflow.pyfunc.load_model(info.model_uri)
     pd.testing.assert_frame_equal(pyfunc.predict(clinic_df, params={"horizon": ["6h"]}),
                                   model.predict(clinic_df, horizon=["6h"]))
+
+
+@pytest.mark.parametrize("kind, declared", [("int", "long"), ("category", "string")])
+def test_integer_and_categorical_ids_log_a_signature_the_served_model_accepts(
+        kind, declared, clinic_df, mlflow_server, monkeypatch, tmp_path):
+    codes = clinic_df["pid"].astype("category").cat.codes.astype("int64")
+    ids = codes if kind == "int" else clinic_df["pid"].astype("category")
+    df = clinic_df.assign(pid=ids)
+    model = RNNForecaster(hidden_dim=6, max_epochs=1, verbose=0, random_state=0,
+                          id_col="pid", time_col="time").fit(df)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    for example in (None, df):  # built from the fitted state, or the training frame's rows
+        with mlflow.start_run():
+            info = latode.mlflow.log_model(model, input_example=example)
+        assert info.signature.inputs.input_dict()["pid"].type.name == declared
+        # MLflow has no categorical type: a served model takes the ids as strings.
+        served = df if kind == "int" else df.assign(pid=df["pid"].astype(str))
+        forecast = mlflow.pyfunc.load_model(info.model_uri).predict(
+            served, params={"horizon": ["6h"]})
+        expected = model.predict(df, horizon=["6h"])
+        np.testing.assert_allclose(forecast["hr"], expected["hr"])
+        assert list(forecast["pid"].astype(str)) == list(expected["pid"].astype(str))
