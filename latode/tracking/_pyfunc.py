@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
 from latode.estimators.registry import load_estimator
@@ -30,4 +32,10 @@ class LatodePyfuncModel(PythonModel):
 
     # MLflow reads the hint of model_input: a DataFrame hint keeps the frame as it is.
     def predict(self, context, model_input: pd.DataFrame, params=None):
-        return predict_frame(self.estimator, model_input, params)
+        try:
+            return predict_frame(self.estimator, model_input, params)
+        except (ValueError, TypeError) as error:
+            # latode's input errors name the column or parameter and the fix. A served model
+            # turns any other exception into a generic 400 with the message buried in a
+            # stack trace; an MlflowException's message is what the client reads.
+            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from error

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 import mlflow
@@ -120,6 +121,16 @@ def test_mlflow_models_serve_answers_on_loopback_with_the_same_forecast(
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=120) as answer:
             served = pd.DataFrame(json.loads(answer.read())["predictions"])
+        # Without params the client reads latode's own message, not a generic error.
+        body.pop("params")
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
+                                         data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=120)
+        assert refused.value.code == 400
+        answer = json.loads(refused.value.read())
+        assert "Pass exactly one of timestamps= (times to forecast) or horizon=" in answer["message"]
     finally:
         processes.stop(server)
     expected = model.predict(clinic_df, **predict_kwargs(params))
