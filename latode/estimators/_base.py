@@ -259,6 +259,8 @@ class TorchEstimator(BaseEstimator):
         main = distributed.is_main()
         callbacks = [early, ProgressBar(max_epochs, type(self).__name__,
                                         self.verbose if main else 0), *rank_callbacks]
+        if tracking is None:  # latode.mlflow.autolog() may have turned tracking on
+            tracking = registry.default_tracking()
         if tracking and main:
             tracker = registry.make_fit_tracker(self, tracking, data_summary or {})
             callbacks.append(tracker)

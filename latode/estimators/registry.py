@@ -29,8 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["ESTIMATORS", "EstimatorSpec", "FitTracker", "cli_models", "estimator_class",
-           "load_estimator", "make_fit_tracker", "register_fit_tracker", "spec_of", "task_of"]
+__all__ = ["ESTIMATORS", "EstimatorSpec", "FitTracker", "cli_models", "default_tracking",
+           "estimator_class", "load_estimator", "make_fit_tracker", "register_fit_tracker",
+           "set_default_tracking", "spec_of", "task_of"]
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,26 @@ FitTrackerFactory = Callable[[Any, Any, dict[str, Any]], FitTracker]
 
 # The factory latode.tracking registers on import (see register_fit_tracker).
 _fit_tracker_factory: FitTrackerFactory | None = None
+# What ``fit(tracking=None)`` means: no tracking, unless latode.mlflow.autolog() set one.
+_default_tracking: Any = None
+
+
+def set_default_tracking(tracking: Any) -> None:
+    """What ``fit`` does when its ``tracking`` argument is left at ``None``, from now on
+    (``latode.mlflow.autolog`` sets it; ``None`` restores no tracking).
+
+    Parameters
+    ----------
+    tracking : Any
+        A value ``fit(tracking=...)`` accepts, or ``None``.
+    """
+    global _default_tracking
+    _default_tracking = tracking
+
+
+def default_tracking() -> Any:
+    """The ``tracking`` a fit uses when given none (see :func:`set_default_tracking`)."""
+    return _default_tracking
 
 
 def register_fit_tracker(factory: FitTrackerFactory | None) -> None:

@@ -129,6 +129,24 @@ def test_a_fit_inside_an_active_run_logs_into_it(mlflow_server, sine_df, monkeyp
     assert run.data.params["hidden_dim"] == "4" and "train_loss" in run.data.metrics
 
 
+def test_autolog_tracks_every_fit_until_disabled(mlflow_server, sine_df, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    latode.mlflow.autolog(tracking=Tracking(log_model=False))
+    try:
+        with mlflow.start_run() as outer:  # no tracking= argument: autolog's applies
+            model = tiny_rnn().fit(sine_df)
+        assert model.mlflow_run_id_ == outer.info.run_id
+        run = MlflowClient(mlflow_server).get_run(outer.info.run_id)
+        assert run.data.params["hidden_dim"] == "4" and "train_loss" in run.data.metrics
+        untracked = tiny_rnn().fit(sine_df, tracking=False)  # a fit's own argument wins
+        assert getattr(untracked, "mlflow_run_id_", None) is None
+    finally:
+        latode.mlflow.autolog(disable=True)
+    assert getattr(tiny_rnn().fit(sine_df), "mlflow_run_id_", None) is None
+    with pytest.raises(ValueError, match="disable=True"):
+        latode.mlflow.autolog(tracking=False)
+
+
 def test_a_grid_search_inside_a_run_gives_one_child_run_per_fit(mlflow_server, sine_df,
                                                                  monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
