@@ -96,6 +96,7 @@ def test_every_python_block_runs_in_order(tmp_path, monkeypatch):
     assert set(ns["parts"]) == {"observations", "events", "kl", "total"}
     # The GRU-Δt baseline, the ODE-Net, the CNF.
     assert len(ns["rnn_fc"]) == 2 * n_context
+    assert ns["cv"]["cutoff"].nunique() == 2 and np.isfinite(ns["cv_mae"])
     scores = ns["search"].cv_results_["mean_test_score"]
     assert set(ns["chosen"]) == {"hidden_dim"} and len(scores) == 2 and (scores < 0).all()
     assert 0.0 <= ns["accuracy"] <= 1.0 and ns["clf"].nfe_ > 0

@@ -283,6 +283,42 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
             "time_start": str(span.iloc[0]), "time_end": str(span.iloc[1]),
         }
 
+    def cross_validation(self, df: pd.DataFrame, *, horizon: Any, n_windows: int = 1,
+                         step_size: Any = None, refit: bool = False,
+                         quantiles: Any = (0.1, 0.5, 0.9), level: Any = None,
+                         n_samples: int = 100, random_state: int | None = 0) -> pd.DataFrame:
+        """Backtest: forecast each series' observations after each of ``n_windows`` cutoffs.
+
+        Cutoffs are shared times: the last is ``horizon`` before the frame's last timestamp,
+        the others ``step_size`` (default ``horizon``) apart before it. At each, every series
+        is read up to the cutoff and its observations in the next ``horizon`` are forecast.
+        This estimator is left as it is: clones are fitted, once on the rows up to the first
+        cutoff, or at every cutoff with ``refit=True``.
+
+        Returns
+        -------
+        DataFrame
+            ``id_col``, ``time_col``, ``cutoff``, the forecast's columns (as ``predict``
+            names them) and each target's actual value as ``<target>_actual``.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from latode import RNNForecaster
+        >>> df = pd.DataFrame({"unique_id": np.repeat([0, 1], 8),
+        ...                    "ds": np.tile(np.arange(8.0), 2), "y": np.arange(16.0)})
+        >>> cv = RNNForecaster(max_epochs=1, verbose=0, random_state=0).cross_validation(
+        ...     df, horizon=2.0, n_windows=2, quantiles=None)
+        >>> sorted(cv["cutoff"].unique().tolist()), len(cv)
+        ([3.0, 5.0], 8)
+        >>> mae = (cv["y"] - cv["y_actual"]).abs().mean()
+        """
+        from latode.estimators._backtest import cross_validation
+
+        return cross_validation(self, df, horizon=horizon, n_windows=n_windows,
+                                step_size=step_size, refit=refit, quantiles=quantiles,
+                                level=level, n_samples=n_samples, random_state=random_state)
+
     def score(self, df: pd.DataFrame, y: None = None, *, n_samples: int = 16,
               random_state: int | None = 0) -> float:
         """Mean log-likelihood per observed value, in nats, in the user's units (higher is

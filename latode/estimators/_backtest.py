@@ -1,0 +1,103 @@
+"""Backtesting a forecaster over several cutoffs (``cross_validation``).
+
+For each cutoff every series is read up to it and its observations in the next ``horizon``
+are forecast; the actuals come back beside the forecast, as in neuralforecast's
+``cross_validation``. Cutoffs are times shared by all series: the last lies ``horizon`` before
+the frame's last timestamp and the others ``step_size`` apart before it.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import pandas as pd
+from sklearn.base import clone
+
+from latode.data.time_axis import is_plain_number, parse_time_unit
+
+__all__ = ["cross_validation", "ACTUAL_SUFFIX"]
+
+#: Suffix of the actual values' columns beside the forecast's.
+ACTUAL_SUFFIX = "_actual"
+
+
+def _duration(value: Any, name: str, times: pd.Series) -> Any:
+    """``value`` as a step of the time column: a number for numeric times, else a Timedelta."""
+    if pd.api.types.is_numeric_dtype(times):
+        if not is_plain_number(value) or not value > 0:
+            raise ValueError(f"{name}={value!r} must be a positive number: the times are "
+                             "numbers.")
+        return float(value)
+    return pd.Timedelta(parse_time_unit(value, name), unit="ns")
+
+
+def cross_validation(estimator: Any, df: pd.DataFrame, *, horizon: Any, n_windows: int = 1,
+                     step_size: Any = None, refit: bool = False,
+                     quantiles: Any = (0.1, 0.5, 0.9), level: Any = None,
+                     n_samples: int = 100, random_state: int | None = 0) -> pd.DataFrame:
+    """Forecast each series' observations after each of ``n_windows`` cutoffs.
+
+    Parameters
+    ----------
+    estimator : forecaster
+        Left unchanged: the windows are fitted on clones of it.
+    df : DataFrame
+        The whole long frame, as ``fit`` takes it.
+    horizon : number, str or Timedelta
+        Length of each window after its cutoff (a number for numeric times, a duration
+        such as ``"30D"`` otherwise).
+    n_windows : int, default=1
+    step_size : number, str, Timedelta or None
+        Distance between consecutive cutoffs (default: ``horizon``).
+    refit : bool, default=False
+        Fit anew at every cutoff on the rows up to it; ``False`` fits once, on the rows up
+        to the first cutoff, so that no window's forecast has seen its actuals.
+    quantiles, level, n_samples, random_state
+        As for ``predict``.
+
+    Returns
+    -------
+    DataFrame
+        One row per observed (series, time) in a window: the id and time columns,
+        ``cutoff``, the forecast's columns and each target's actual value as
+        ``<target>_actual`` (NaN where that channel was not observed).
+    """
+    if not isinstance(n_windows, numbers.Integral) or n_windows < 1:
+        raise ValueError(f"n_windows={n_windows!r} must be a positive integer.")
+    id_col, time_col = estimator.id_col, estimator.time_col
+    for col in (id_col, time_col):
+        if not isinstance(df, pd.DataFrame) or col not in df.columns:
+            raise ValueError(f"cross_validation needs a long frame with column {col!r}; set "
+                             "the estimator's id_col= / time_col=.")
+    times = df[time_col]
+    length = _duration(horizon, "horizon", times)
+    step = length if step_size is None else _duration(step_size, "step_size", times)
+    last = times.max() - length
+    cutoffs = [last - k * step for k in reversed(range(int(n_windows)))]
+    if cutoffs[0] <= times.min():
+        raise ValueError(f"The first of {n_windows} cutoffs ({cutoffs[0]}) is at or before the "
+                         f"frame's first time ({times.min()}): use fewer windows or a shorter "
+                         "horizon or step_size.")
+    model = None
+    frames = []
+    for cutoff in cutoffs:
+        seen = df[times <= cutoff]
+        if model is None or refit:
+            model = clone(estimator).fit(seen)
+        actual = df[(times > cutoff) & (times <= cutoff + length)]
+        actual = actual[actual[id_col].isin(seen[id_col])]
+        if actual.empty:
+            continue
+        context = seen[seen[id_col].isin(actual[id_col])]
+        forecast = model.predict(context, actual[[id_col, time_col]], quantiles=quantiles,
+                                 level=level, n_samples=n_samples, random_state=random_state)
+        targets = [c for c in model.converter_.channels]
+        actuals = actual[[id_col, time_col, *targets]].rename(
+            columns={t: t + ACTUAL_SUFFIX for t in targets})
+        merged = forecast.merge(actuals, on=[id_col, time_col], how="left")
+        merged.insert(2, "cutoff", cutoff)
+        frames.append(merged)
+    if not frames:
+        raise ValueError("No series has observations after any cutoff; use a longer horizon.")
+    return pd.concat(frames, ignore_index=True)
