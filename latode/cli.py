@@ -33,6 +33,7 @@ examples:
       --config config.yaml --out model/
   latode predict --model model/ --context recent.csv --horizon 6h,12h,24h --out forecast.csv
   latode evaluate --model model/ --data test.csv --holdout 0.2 --level 80 --out metrics.json
+  latode evaluate --model model/ --data test.csv --n-windows 3 --horizon 12h
   latode fit --data train.csv --out model/ --track --tracking-uri http://127.0.0.1:5000
   latode predict --model runs:/<run_id>/model --context recent.csv --horizon 1,2 --out fc.csv
 """
@@ -103,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, type=Path, metavar="FILE", help=".csv or .parquet")
     evaluate.add_argument("--holdout", type=float, default=0.2, metavar="FRACTION",
                           help="fraction of each series' times held out (default: 0.2)")
+    evaluate.add_argument("--n-windows", type=int, metavar="N",
+                          help="backtest over N cutoffs shared by all series instead of "
+                          "--holdout: at each, forecast the next --horizon from the rows "
+                          "before it (with the fitted model, not refitted)")
+    evaluate.add_argument("--horizon", metavar="H", help="length of each --n-windows window "
+                          "(a number for numeric times, else a duration such as 30D)")
+    evaluate.add_argument("--step-size", metavar="S",
+                          help="distance between cutoffs (default: --horizon)")
     _forecast_arguments(evaluate, quantiles=False)
     evaluate.add_argument("--out", type=Path, metavar="FILE", help="write the metrics, .json or .csv")
     _tracking_arguments(evaluate, "log the metrics to MLflow")
@@ -363,18 +372,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = read_frame(args.data, conv.time_col, conv.time_axis_.kind)
     if not 0 < args.holdout < 1:
         raise UsageError(f"--holdout must lie in (0, 1); got {args.holdout}")
-    context, holdout = holdout_split(data, conv.id_col, conv.time_col, args.holdout)
-    if holdout.empty:
-        raise UsageError(f"no series of {str(args.data)!r} has two or more observation times "
-                         "to split into context and held-out values")
     levels = _floats(args.level, "--level")
-    forecast = model.predict(context, holdout[[conv.id_col, conv.time_col]].drop_duplicates(),
-                             quantiles=QUANTILE_GRID, level=levels or None,
-                             n_samples=args.n_samples, random_state=args.seed)
+    draws = dict(quantiles=QUANTILE_GRID, level=levels or None, n_samples=args.n_samples,
+                 random_state=args.seed)
+    if args.n_windows is not None:
+        holdout, forecast, keys = _windows(args, model, data, draws)
+        what = (f"{args.n_windows} windows of {args.horizon} after shared cutoffs, "
+                f"{holdout[conv.id_col].nunique()} series")
+    else:
+        context, holdout = holdout_split(data, conv.id_col, conv.time_col, args.holdout)
+        if holdout.empty:
+            raise UsageError(f"no series of {str(args.data)!r} has two or more observation "
+                             "times to split into context and held-out values")
+        forecast = model.predict(context,
+                                 holdout[[conv.id_col, conv.time_col]].drop_duplicates(),
+                                 **draws)
+        keys = ()
+        what = (f"{holdout[conv.id_col].nunique()} series, last {args.holdout:g} of each "
+                "series' times held out")
     scores = forecast_scores(holdout, forecast, id_col=conv.id_col, time_col=conv.time_col,
-                             targets=list(conv.channels), quantiles=QUANTILE_GRID, level=levels)
-    print(f"backtest of {holdout[conv.id_col].nunique()} series, last {args.holdout:g} of "
-          f"each series' times held out:")
+                             targets=list(conv.channels), quantiles=QUANTILE_GRID, level=levels,
+                             keys=keys)
+    print(f"backtest of {what}:")
     print(scores.to_string(float_format=lambda v: f"{v:.4g}"))
     if args.out is not None:
         if args.out.suffix.lower() == ".json":
@@ -388,11 +407,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _windows(args: argparse.Namespace, model, data, draws: dict):
+    """The actual rows and forecasts of ``--n-windows`` backtest windows, and the key that
+    tells their rows apart (a time may fall in two overlapping windows)."""
+    import pandas as pd
+
+    from latode.estimators._backtest import ACTUAL_SUFFIX, backtest_windows, forecast_window
+
+    conv = model.converter_
+    if args.horizon is None:
+        raise UsageError("--n-windows needs --horizon (the length of each window)")
+    kind = conv.time_axis_.kind
+    horizon = _horizon(args.horizon, kind, None)[0][0]
+    step = None if args.step_size is None else _horizon(args.step_size, kind, None)[0][0]
+    try:
+        windows = list(backtest_windows(data, conv.id_col, conv.time_col, horizon,
+                                        args.n_windows, step))
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    if not windows:
+        raise UsageError("no series has observations after any cutoff; use a longer --horizon")
+    cv = pd.concat([forecast_window(model, seen, actual, cutoff, **draws)
+                    for cutoff, seen, actual in windows], ignore_index=True)
+    targets = list(conv.channels)
+    actual = cv[[conv.id_col, conv.time_col, "cutoff", *(t + ACTUAL_SUFFIX for t in targets)]]
+    actual = actual.rename(columns={t + ACTUAL_SUFFIX: t for t in targets})
+    return actual, cv.drop(columns=[t + ACTUAL_SUFFIX for t in targets]), ("cutoff",)
+
+
 def _log_evaluation(tracking, args: argparse.Namespace, scores) -> None:
     from latode.tracking._session import TrackingSession
 
     session = TrackingSession(tracking, what="the evaluation")
     params = {"model": args.model, "data": str(args.data), "holdout": args.holdout,
+              "n_windows": args.n_windows, "horizon": args.horizon, "step_size": args.step_size,
               "level": args.level, "n_samples": args.n_samples, "seed": args.seed}
     if session.start(params, {"latode.command": "evaluate"}) is None:
         return

@@ -180,7 +180,7 @@ def holdout_split(df: pd.DataFrame, id_col: str, time_col: str, fraction: float 
 
 def forecast_scores(actual: pd.DataFrame, forecast: pd.DataFrame, *, id_col: str,
                     time_col: str, targets: Sequence[str], quantiles: Sequence[float] = (),
-                    level: Sequence[float] = ()) -> pd.DataFrame:
+                    level: Sequence[float] = (), keys: Sequence[str] = ()) -> pd.DataFrame:
     """Score a forecast frame (as ``predict`` returns) against observed values.
 
     Parameters
@@ -195,6 +195,9 @@ def forecast_scores(actual: pd.DataFrame, forecast: pd.DataFrame, *, id_col: str
         The quantile columns to turn into CRPS (omitted when empty).
     level : sequence of float
         The intervals whose coverage to report.
+    keys : sequence of str
+        Further columns that identify a row besides id and time (``cutoff`` in a backtest,
+        where one time can fall in two windows).
 
     Returns
     -------
@@ -202,7 +205,7 @@ def forecast_scores(actual: pd.DataFrame, forecast: pd.DataFrame, *, id_col: str
         One row per target: ``n`` (observed values), ``mae``, ``rmse``, ``crps``,
         ``coverage_<level>``.
     """
-    merged = actual.merge(forecast, on=[id_col, time_col], how="left",
+    merged = actual.merge(forecast, on=[id_col, time_col, *keys], how="left",
                           suffixes=("", "__forecast"))
     rows = []
     for target in targets:

@@ -118,6 +118,34 @@ def test_evaluate_reports_the_backtest_metrics(workdir, capsys):
         assert metrics[name] == pytest.approx(expected[name], rel=1e-12)
 
 
+def test_evaluate_over_windows_scores_each_cutoffs_forecasts(workdir, capsys):
+    out = workdir / "windows.json"
+    code = cli.main(["evaluate", "--model", str(workdir / "model"), "--data",
+                     str(workdir / "vitals.csv"), "--n-windows", "3", "--horizon", "8h",
+                     "--step-size", "6h", "--n-samples", "20", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "3 windows of 8h" in printed
+    metrics = json.loads(out.read_text())["hr"]
+    # The same windows through the API: the fitted model forecasts every window (windows
+    # overlap by 2 h, so a time may count twice, once per cutoff).
+    from latode.estimators._backtest import backtest_windows, forecast_window
+
+    model = LatentODEForecaster.load(workdir / "model" / "model.pt")
+    df = read_vitals(workdir)
+    windows = list(backtest_windows(df, "patient", "time", "8h", 3, "6h"))
+    assert len(windows) == 3
+    frames = [forecast_window(model, seen, actual, cutoff, quantiles=QUANTILE_GRID,
+                              level=[80], n_samples=20, random_state=0)
+              for cutoff, seen, actual in windows]
+    cv = pd.concat(frames, ignore_index=True)
+    assert metrics["n"] == len(cv) == sum(len(actual) for _, _, actual in windows)
+    assert metrics["mae"] == pytest.approx((cv["hr"] - cv["hr_actual"]).abs().mean(),
+                                           rel=1e-9)
+    assert cli.main(["evaluate", "--model", str(workdir / "model"), "--data",
+                     str(workdir / "vitals.csv"), "--n-windows", "3"]) == 2
+    assert "--n-windows needs --horizon" in capsys.readouterr().err
+
+
 def bad_arguments(root: Path) -> dict[str, list[str]]:
     model, data = str(root / "model"), str(root / "vitals.csv")
     return {

@@ -9,6 +9,7 @@ the frame's last timestamp and the others ``step_size`` apart before it.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -16,7 +17,7 @@ from sklearn.base import clone
 
 from latode.data.time_axis import is_plain_number, parse_time_unit
 
-__all__ = ["cross_validation", "ACTUAL_SUFFIX"]
+__all__ = ["ACTUAL_SUFFIX", "backtest_windows", "cross_validation", "forecast_window"]
 
 #: Suffix of the actual values' columns beside the forecast's.
 ACTUAL_SUFFIX = "_actual"
@@ -30,6 +31,52 @@ def _duration(value: Any, name: str, times: pd.Series) -> Any:
                              "numbers.")
         return float(value)
     return pd.Timedelta(parse_time_unit(value, name), unit="ns")
+
+
+def backtest_windows(df: pd.DataFrame, id_col: str, time_col: str, horizon: Any,
+                     n_windows: int = 1, step_size: Any = None
+                     ) -> Iterator[tuple[Any, pd.DataFrame, pd.DataFrame]]:
+    """``(cutoff, seen, actual)`` for each window, earliest first.
+
+    ``seen`` holds every row up to the cutoff, ``actual`` each series' rows in the ``horizon``
+    after it (only series with rows up to the cutoff too); windows without any are skipped.
+    """
+    if not isinstance(n_windows, numbers.Integral) or n_windows < 1:
+        raise ValueError(f"n_windows={n_windows!r} must be a positive integer.")
+    for col in (id_col, time_col):
+        if not isinstance(df, pd.DataFrame) or col not in df.columns:
+            raise ValueError(f"Backtesting needs a long frame with column {col!r}; set the "
+                             "estimator's id_col= / time_col=.")
+    times = df[time_col]
+    length = _duration(horizon, "horizon", times)
+    step = length if step_size is None else _duration(step_size, "step_size", times)
+    last = times.max() - length
+    cutoffs = [last - k * step for k in reversed(range(int(n_windows)))]
+    if cutoffs[0] <= times.min():
+        raise ValueError(f"The first of {n_windows} cutoffs ({cutoffs[0]}) is at or before the "
+                         f"frame's first time ({times.min()}): use fewer windows or a shorter "
+                         "horizon or step_size.")
+    for cutoff in cutoffs:
+        seen = df[times <= cutoff]
+        actual = df[(times > cutoff) & (times <= cutoff + length)]
+        actual = actual[actual[id_col].isin(seen[id_col])]
+        if len(actual):
+            yield cutoff, seen, actual
+
+
+def forecast_window(model: Any, seen: pd.DataFrame, actual: pd.DataFrame, cutoff: Any,
+                    **predict_kwargs: Any) -> pd.DataFrame:
+    """``model``'s forecast at the ``actual`` rows from the ``seen`` rows of their series,
+    with ``cutoff`` and the actual values (``<target>_actual``) beside it."""
+    id_col, time_col = model.id_col, model.time_col
+    context = seen[seen[id_col].isin(actual[id_col])]
+    forecast = model.predict(context, actual[[id_col, time_col]], **predict_kwargs)
+    targets = list(model.converter_.channels)
+    actuals = actual[[id_col, time_col, *targets]].rename(
+        columns={t: t + ACTUAL_SUFFIX for t in targets})
+    merged = forecast.merge(actuals, on=[id_col, time_col], how="left")
+    merged.insert(2, "cutoff", cutoff)
+    return merged
 
 
 def cross_validation(estimator: Any, df: pd.DataFrame, *, horizon: Any, n_windows: int = 1,
@@ -63,41 +110,15 @@ def cross_validation(estimator: Any, df: pd.DataFrame, *, horizon: Any, n_window
         ``cutoff``, the forecast's columns and each target's actual value as
         ``<target>_actual`` (NaN where that channel was not observed).
     """
-    if not isinstance(n_windows, numbers.Integral) or n_windows < 1:
-        raise ValueError(f"n_windows={n_windows!r} must be a positive integer.")
-    id_col, time_col = estimator.id_col, estimator.time_col
-    for col in (id_col, time_col):
-        if not isinstance(df, pd.DataFrame) or col not in df.columns:
-            raise ValueError(f"cross_validation needs a long frame with column {col!r}; set "
-                             "the estimator's id_col= / time_col=.")
-    times = df[time_col]
-    length = _duration(horizon, "horizon", times)
-    step = length if step_size is None else _duration(step_size, "step_size", times)
-    last = times.max() - length
-    cutoffs = [last - k * step for k in reversed(range(int(n_windows)))]
-    if cutoffs[0] <= times.min():
-        raise ValueError(f"The first of {n_windows} cutoffs ({cutoffs[0]}) is at or before the "
-                         f"frame's first time ({times.min()}): use fewer windows or a shorter "
-                         "horizon or step_size.")
     model = None
     frames = []
-    for cutoff in cutoffs:
-        seen = df[times <= cutoff]
+    for cutoff, seen, actual in backtest_windows(df, estimator.id_col, estimator.time_col,
+                                                 horizon, n_windows, step_size):
         if model is None or refit:
             model = clone(estimator).fit(seen)
-        actual = df[(times > cutoff) & (times <= cutoff + length)]
-        actual = actual[actual[id_col].isin(seen[id_col])]
-        if actual.empty:
-            continue
-        context = seen[seen[id_col].isin(actual[id_col])]
-        forecast = model.predict(context, actual[[id_col, time_col]], quantiles=quantiles,
-                                 level=level, n_samples=n_samples, random_state=random_state)
-        targets = [c for c in model.converter_.channels]
-        actuals = actual[[id_col, time_col, *targets]].rename(
-            columns={t: t + ACTUAL_SUFFIX for t in targets})
-        merged = forecast.merge(actuals, on=[id_col, time_col], how="left")
-        merged.insert(2, "cutoff", cutoff)
-        frames.append(merged)
+        frames.append(forecast_window(model, seen, actual, cutoff, quantiles=quantiles,
+                                      level=level, n_samples=n_samples,
+                                      random_state=random_state))
     if not frames:
         raise ValueError("No series has observations after any cutoff; use a longer horizon.")
     return pd.concat(frames, ignore_index=True)
