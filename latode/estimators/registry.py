@@ -122,16 +122,9 @@ def load_estimator(path: str | os.PathLike, name: str | None = None) -> Any:
         When ``path`` is not a latode model file.
     """
     if name is None:
-        import torch
+        from latode.training.checkpoint import latode_kind
 
-        try:
-            name = torch.load(path, map_location="cpu", weights_only=True).get("latode_kind")
-        except Exception as error:  # noqa: BLE001 - report any unreadable file the same way
-            from latode.exceptions import InvalidCheckpointError
-
-            raise InvalidCheckpointError(
-                f"{str(path)!r} is not a latode model file ({error})."
-            ) from error
+        name, _ = latode_kind(path)
     return estimator_class(str(name)).load(path)
 
 

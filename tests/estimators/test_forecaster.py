@@ -199,6 +199,22 @@ def test_load_refuses_files_that_are_not_latode_models(tmp_path):
         pickle.dump({"latode_kind": "LatentODEForecaster", "x": Evil()}, handle)
     with pytest.raises(InvalidCheckpointError):
         LatentODEForecaster.load(evil)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(InvalidCheckpointError, match=r"empty \(0 bytes\)"):
+        LatentODEForecaster.load(empty)
+    cut = tmp_path / "cut.pt"  # a file cut off inside torch's archive
+    torch.save({"latode_kind": "LatentODEForecaster", "w": torch.zeros(1000)}, cut)
+    cut.write_bytes(cut.read_bytes()[:100])
+    with pytest.raises(InvalidCheckpointError, match="could not be read as one"):
+        LatentODEForecaster.load(cut)
+
+
+def test_an_empty_checkpoint_is_refused_by_name_on_resume(tmp_path):
+    df, _ = linear_ode_frame(n=8, k=6)
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(InvalidCheckpointError, match="empty"):
+        small(validation_fraction=0.0).fit(df, checkpoint_dir=tmp_path)
 
 
 @pytest.fixture(scope="module")
