@@ -26,7 +26,10 @@ from latode.estimators._inputs import check_positive_int
 from latode.estimators._schedule import prediction_chunk
 from latode.exceptions import SolverError
 
-__all__ = ["ForecastOutputMixin", "quantile_column", "level_columns"]
+__all__ = ["ForecastOutputMixin", "quantile_column", "level_columns", "MAX_DRAW_BYTES"]
+
+#: Most memory the posterior draws of one predict/sample call may take (float64 values).
+MAX_DRAW_BYTES = 2 * 1024**3
 
 _FORECAST_REMEDY = (
     "Try an adaptive solver (solver='dopri5') or a smaller step_size, times nearer the "
@@ -116,6 +119,14 @@ class ForecastOutputMixin:
         position = pd.Index(context.ids).get_indexer(targets.ids)
         seed = seed_from(random_state)
         device = next(self.module_.parameters()).device
+        copies = 1 if noise_std is None else 2
+        needed = 8 * copies * int(n_samples) * len(targets.keys) * n_outputs
+        if needed > MAX_DRAW_BYTES:
+            raise ValueError(
+                f"n_samples={n_samples} draws at {len(targets.keys)} forecast rows x "
+                f"{n_outputs} outputs would take {needed / 1024**3:.1f} GiB, over the "
+                f"{MAX_DRAW_BYTES / 1024**3:.0f} GiB a call may use: ask for fewer n_samples "
+                "or fewer timestamps per call (e.g. a series or a horizon at a time).")
         outputs = np.empty((n_samples, len(targets.keys), n_outputs))
         noisy = None if noise_std is None else np.empty_like(outputs)
         step = prediction_chunk(self.batch_size)

@@ -564,3 +564,11 @@ def test_an_rnn_baseline_saved_with_its_old_solver_parameters_still_loads(tmp_pa
     loaded = RNNForecaster.load(tmp_path / "old.pt")
     assert "rtol" not in loaded.get_params()
     pd.testing.assert_frame_equal(loaded.predict(df, horizon=[0.5]), model.predict(df, horizon=[0.5]))
+
+
+def test_draws_beyond_the_memory_budget_are_refused_before_any_solve(fitted_small):
+    model, df = fitted_small
+    with pytest.raises(ValueError, match=r"n_samples=1000000000 .* GiB, over the 2 GiB"):
+        model.predict(df, horizon=[1.0], n_samples=10**9)
+    with pytest.raises(ValueError, match="fewer n_samples"):
+        model.sample(df, horizon=[1.0], n_samples=10**9)
