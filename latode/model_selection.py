@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import BaseCrossValidator, GroupKFold
 
-from latode.metrics import forecast_scores, holdout_split
+from latode.metrics import QUANTILE_GRID, forecast_scores, holdout_split
 
 __all__ = ["SeriesKFold", "make_forecast_scorer", "FORECAST_METRICS"]
 
@@ -90,7 +90,8 @@ def make_forecast_scorer(metric: str = "mae", holdout: float = 0.2, n_samples: i
     Parameters
     ----------
     metric : {"mae", "rmse", "crps"}, default="mae"
-        Averaged over every held-out value of every target (CRPS from 19 quantiles).
+        Averaged over every held-out value of every target (CRPS from the quantiles of
+        :data:`latode.metrics.QUANTILE_GRID`, as ``latode evaluate`` computes it).
     holdout : float in (0, 1), default=0.2
         Each series' share of observation times to forecast (at least one).
     n_samples : int, default=50
@@ -105,7 +106,7 @@ def make_forecast_scorer(metric: str = "mae", holdout: float = 0.2, n_samples: i
         raise ValueError(f"metric={metric!r} is not one of {FORECAST_METRICS}.")
     if not 0 < holdout < 1:
         raise ValueError(f"holdout must lie in (0, 1), e.g. 0.2; got {holdout!r}.")
-    quantiles = tuple(np.round(np.linspace(0.05, 0.95, 19), 2)) if metric == "crps" else None
+    quantiles = QUANTILE_GRID if metric == "crps" else None
 
     def scorer(estimator: Any, X: pd.DataFrame, y: Any = None) -> float:
         conv = estimator.converter_

@@ -6,7 +6,7 @@ import pytest
 from sklearn.model_selection import GridSearchCV
 
 from latode import RNNForecaster
-from latode.metrics import forecast_scores, holdout_split
+from latode.metrics import QUANTILE_GRID, forecast_scores, holdout_split
 from latode.model_selection import SeriesKFold, make_forecast_scorer
 
 
@@ -42,7 +42,7 @@ def test_scorer_is_minus_the_error_of_forecasting_each_series_last_observations(
     model = RNNForecaster(hidden_dim=4, max_epochs=2, verbose=0, random_state=0).fit(df)
     score = make_forecast_scorer(metric, holdout=0.3)(model, df)
     context, held = holdout_split(df, "unique_id", "ds", 0.3)
-    quantiles = tuple(np.round(np.linspace(0.05, 0.95, 19), 2)) if metric == "crps" else None
+    quantiles = QUANTILE_GRID if metric == "crps" else None
     forecast = model.predict(context, held[["unique_id", "ds"]], quantiles=quantiles,
                              n_samples=50, random_state=0)
     expected = forecast_scores(held, forecast, id_col="unique_id", time_col="ds",
