@@ -43,8 +43,9 @@ class _BothWays(nn.Module):
 
     def forward(self, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         dy = self.func(s, y)
-        sign = torch.tensor([1.0, -1.0], dtype=dy.dtype, device=dy.device)
-        return dy * sign.view(2, *([1] * (dy.dim() - 1)))
+        # Negate the reversed copy without building a sign tensor on every evaluation (on a
+        # GPU that would be a host-to-device copy per function evaluation).
+        return torch.cat([dy[:1], -dy[1:]])
 
 
 def solve_from(func: CountedDynamics, z0: torch.Tensor, t0: torch.Tensor,
