@@ -120,11 +120,11 @@ class ForecastOutputMixin:
         seed = seed_from(random_state)
         device = next(self.module_.parameters()).device
         copies = 1 if noise_std is None else 2
-        needed = 8 * copies * int(n_samples) * len(targets.keys) * n_outputs
-        if needed > MAX_DRAW_BYTES:
+        draw_bytes = 8 * copies * int(n_samples) * len(targets.keys) * n_outputs
+        if draw_bytes > MAX_DRAW_BYTES:
             raise ValueError(
                 f"n_samples={n_samples} draws at {len(targets.keys)} forecast rows x "
-                f"{n_outputs} outputs would take {needed / 1024**3:.1f} GiB, over the "
+                f"{n_outputs} outputs would take {draw_bytes / 1024**3:.1f} GiB, over the "
                 f"{MAX_DRAW_BYTES / 1024**3:.0f} GiB a call may use: ask for fewer n_samples "
                 "or fewer timestamps per call (e.g. a series or a horizon at a time).")
         outputs = np.empty((n_samples, len(targets.keys), n_outputs))
