@@ -42,7 +42,7 @@ from latode.training import (
 )
 
 __all__ = ["TorchEstimator", "COMMON_CONSTRAINTS", "SCHEDULE_CONSTRAINTS", "resolve_device",
-           "seed_from"]
+           "seed_from", "decay_over"]
 
 FORMAT_VERSION = 1
 
@@ -72,6 +72,18 @@ SCHEDULE_CONSTRAINTS: dict[str, list] = {
     "lr_decay": [Interval(float, 0, 1, closed="right")],
     "min_learning_rate": [Interval(float, 0, None)],
 }
+
+
+def decay_over(n_steps: int, final_fraction: float) -> float:
+    """The per-step learning-rate factor that reaches ``final_fraction`` of the starting rate
+    after ``n_steps`` optimisation steps (the ``lr_decay="auto"`` schedules).
+
+    Examples
+    --------
+    >>> round(decay_over(100, 0.01) ** 100, 6)
+    0.01
+    """
+    return float(final_fraction) ** (1.0 / max(1, int(n_steps)))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -238,11 +250,13 @@ class TorchEstimator(BaseEstimator):
         tracking: Any = None,
         data_summary: dict[str, Any] | None = None,
         distributed_average=None,
+        lr_decay: float | None = None,
     ) -> list[dict[str, float]]:
         """Train ``module`` with the shared :class:`Trainer` and this estimator's settings.
 
         ``max_epochs`` and ``patience`` come resolved from the caller (a forecaster's
-        ``"auto"`` settings follow its data). Sets ``history_``, ``n_epochs_``,
+        ``"auto"`` settings follow its data), as may ``lr_decay`` (``None``: the estimator's
+        ``lr_decay`` parameter, 1.0 when it has none). Sets ``history_``, ``n_epochs_``,
         ``best_epoch_`` and ``bad_steps_``. A truthy ``tracking`` adds the registered fit
         tracker to the trainer's callbacks (on the main process only); the caller's
         ``_finishing_tracking`` block ends it.
@@ -271,7 +285,7 @@ class TorchEstimator(BaseEstimator):
             learning_rate=float(self.learning_rate), weight_decay=float(self.weight_decay),
             grad_clip=None if self.grad_clip is None else float(self.grad_clip),
             # Estimators that declare no schedule train at a constant rate.
-            lr_decay=float(getattr(self, "lr_decay", 1.0)),
+            lr_decay=float(getattr(self, "lr_decay", 1.0) if lr_decay is None else lr_decay),
             min_learning_rate=float(getattr(self, "min_learning_rate", 0.0)),
             # Estimators that declare no weight average end with their last weights.
             ema_decay=getattr(self, "ema_decay", None),

@@ -21,7 +21,14 @@ from sklearn.model_selection import train_test_split
 
 from latode._numerics import SolverOptions, count_nfe, reset_nfe
 from latode._params import InstanceOf, Interval, Options, Predicate
-from latode.estimators._base import COMMON_CONSTRAINTS, TorchEstimator, resolve_device, seed_from
+from latode.estimators._base import (
+    COMMON_CONSTRAINTS,
+    SCHEDULE_CONSTRAINTS,
+    TorchEstimator,
+    decay_over,
+    resolve_device,
+    seed_from,
+)
 from latode.estimators._inputs import check_class_labels, check_rows
 from latode.nn.odenet import (
     auto_downsample,
@@ -34,6 +41,10 @@ __all__ = ["ODENetClassifier", "ResNetClassifier"]
 
 #: Rows per forward pass in predict: bounds memory on large test sets.
 PREDICT_CHUNK = 1024
+
+#: ``lr_decay="auto"``: the learning rate falls to this fraction of its start by the last of
+#: ``max_epochs`` (an exponential schedule whatever the number of rows).
+AUTO_FINAL_LR_FRACTION = 1 / 30
 
 _TRAINING = ("max_epochs", "batch_size", "learning_rate", "weight_decay", "grad_clip",
              "patience", "validation_fraction", "random_state", "device", "verbose")
@@ -151,7 +162,15 @@ class _NetClassifier(ClassifierMixin, TorchEstimator):
 
         self._train(module, batch_loss, batches, max_epochs=self.max_epochs,
                     patience=self.patience, validate=validate, seed=seed,
-                    checkpoint_dir=checkpoint_dir, tracking=tracking, data_summary=summary)
+                    checkpoint_dir=checkpoint_dir, tracking=tracking, data_summary=summary,
+                    lr_decay=self._lr_decay(math.ceil(len(train_idx) / batch_size)))
+
+    def _lr_decay(self, steps_per_epoch: int) -> float:
+        """The per-step learning-rate factor; ``"auto"`` spreads the decay over the run."""
+        decay = getattr(self, "lr_decay", 1.0)
+        if decay == "auto":
+            return decay_over(steps_per_epoch * int(self.max_epochs), AUTO_FINAL_LR_FRACTION)
+        return float(decay)
 
     def _check_input_shape(self, n_features: int) -> None:
         shape = self.input_shape
@@ -352,9 +371,24 @@ class ODENetClassifier(_NetClassifier):
 
     Parameters
     ----------{_COMMON_DOC}
+    lr_decay : float in (0, 1] or "auto", default="auto"
+        Learning-rate factor per optimisation step. ``"auto"``: the rate falls exponentially
+        to 1/30 of ``learning_rate`` by the last of ``max_epochs``, whatever the number of
+        rows; 1.0 keeps it constant.
     solver, rtol, atol, adjoint, step_size, max_num_steps
         The ODE block's solve (torchdiffeq). ``rtol``/``atol``/``solver`` may be changed
-        after fitting; ``predict`` uses the current values.
+        after fitting; ``predict`` uses the current values. The defaults (Bogacki-Shampine at
+        tolerance 0.1, loose as FFJORD trains) take about 8 evaluations per solve on
+        tabular data; tighten them for more accurate solves.
+
+    Notes
+    -----
+    The defaults train on every row (``validation_fraction=0.0``) for 20 epochs with the
+    decaying rate, as scikit-learn's ``MLPClassifier`` trains by default: on scikit-learn's
+    digits (a stratified 75/25 split) they reach 98.0% held-out accuracy, where holding out a
+    tenth for early stopping on the validation loss stopped near 96-97%
+    (``benchmarks/odenet.py``). Set ``validation_fraction`` (and ``patience``) to stop
+    early on held-out rows instead.
 
     Attributes
     ----------{_COMMON_ATTRIBUTES}
@@ -379,13 +413,14 @@ class ODENetClassifier(_NetClassifier):
         **NET_CONSTRAINTS,
         **{k: COMMON_CONSTRAINTS[k]
            for k in ("solver", "rtol", "atol", "adjoint", "step_size", "max_num_steps")},
+        "lr_decay": [Options(("auto",)), *SCHEDULE_CONSTRAINTS["lr_decay"]],
     }
 
-    def __init__(self, input_shape=None, width=64, downsample="auto", *, solver="dopri5",
-                 rtol=1e-3, atol=1e-4, adjoint=False, step_size=None, max_num_steps=1000,
-                 max_epochs=30, batch_size=128, learning_rate=1e-3, weight_decay=0.0,
-                 grad_clip=None, patience=5, validation_fraction=0.1, standardize=True,
-                 random_state=None, device="cpu", verbose=1):
+    def __init__(self, input_shape=None, width=256, downsample="auto", *, solver="bosh3",
+                 rtol=1e-1, atol=1e-1, adjoint=False, step_size=None, max_num_steps=1000,
+                 max_epochs=20, batch_size=128, learning_rate=3e-3, lr_decay="auto",
+                 weight_decay=0.0, grad_clip=None, patience=5, validation_fraction=0.0,
+                 standardize=True, random_state=None, device="cpu", verbose=1):
         self.input_shape = input_shape
         self.width = width
         self.downsample = downsample
@@ -398,6 +433,7 @@ class ODENetClassifier(_NetClassifier):
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
         self.patience = patience

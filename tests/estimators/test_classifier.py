@@ -17,15 +17,15 @@ from sklearn.utils.estimator_checks import (
 from latode.estimators.classifier import ODENetClassifier, ResNetClassifier
 from latode.exceptions import NotFittedError
 
-# Small nets and a larger learning rate keep scikit-learn's ~50 checks per estimator fast;
-# check_classifiers_train still has to reach 83% training accuracy on blobs.
+# Small nets and a larger, constant learning rate keep scikit-learn's ~50 checks per
+# estimator fast; check_classifiers_train still has to reach 83% training accuracy on blobs.
 CHECKED = [
-    ODENetClassifier(width=8, max_epochs=10, learning_rate=1e-2, verbose=0),
+    ODENetClassifier(width=8, max_epochs=10, learning_rate=1e-2, lr_decay=1.0, verbose=0),
     ResNetClassifier(width=8, n_blocks=2, max_epochs=10, learning_rate=1e-2, verbose=0),
 ]
 
 ADAPTIVE_BATCH = (
-    "An adaptive solver (the default dopri5) picks one step size for the whole batch from "
+    "An adaptive solver (the default bosh3) picks one step size for the whole batch from "
     "the error norm over all its rows, so a row's probabilities move by ~1e-6 with its batch "
     "mates, above the check's rtol=1e-7. A fixed-step solver passes this check "
     "(test_fixed_step_predictions_do_not_depend_on_batch_mates)."
@@ -84,7 +84,8 @@ def digits():
 def digits_odenet(digits):
     X_train, _, y_train, _ = digits
     return ODENetClassifier(input_shape=(1, 8, 8), width=32, batch_size=32, max_epochs=4,
-                            learning_rate=3e-3, verbose=0, random_state=0).fit(X_train, y_train)
+                            learning_rate=3e-3, lr_decay=1.0, validation_fraction=0.1,
+                            verbose=0, random_state=0).fit(X_train, y_train)
 
 
 def test_odenet_learns_digits_images(digits, digits_odenet):
@@ -118,8 +119,8 @@ def test_looser_rtol_at_test_time_takes_fewer_evaluations(digits, digits_odenet)
 def test_string_and_non_contiguous_labels():
     X, y = blobs()
     names = np.array(["setosa", "versicolor", "virginica"], dtype=object)[y]
-    clf = ODENetClassifier(width=8, max_epochs=15, learning_rate=1e-2, verbose=0,
-                           random_state=0).fit(X, names)
+    clf = ODENetClassifier(width=8, max_epochs=15, learning_rate=1e-2, lr_decay=1.0,
+                           verbose=0, random_state=0).fit(X, names)
     assert list(clf.classes_) == ["setosa", "versicolor", "virginica"]
     assert set(clf.predict(X)) <= set(clf.classes_)
     assert clf.score(X, names) > 0.9
@@ -164,6 +165,25 @@ def test_save_load_and_pickle_give_identical_predictions(cls, tmp_path):
     np.testing.assert_array_equal(unpickled.predict_proba(X), expected)
 
 
+def test_defaults_fit_small_tables_with_a_rate_that_decays_over_the_run():
+    # 150 rows, batches of 128: two steps per epoch, so 40 steps over the default 20 epochs.
+    X, y = blobs(n=150, seed=1)
+    clf = ODENetClassifier(verbose=0, random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.95
+    rates = [r["lr"] for r in clf.history_]
+    assert len(rates) == 20 and "val_loss" not in clf.history_[-1]  # every row trains
+    assert rates == sorted(rates, reverse=True)
+    assert rates[-1] == pytest.approx(clf.learning_rate / 30, rel=1e-4)
+    halved = ODENetClassifier(max_epochs=10, verbose=0, random_state=0).fit(X, y)
+    assert halved.history_[-1]["lr"] == pytest.approx(clf.learning_rate / 30, rel=1e-4)
+
+
+def test_bad_lr_decay_is_named():
+    X, y = blobs()
+    with pytest.raises(ValueError, match="'lr_decay'"):
+        ODENetClassifier(lr_decay="fast", verbose=0).fit(X, y)
+
+
 def test_early_stopping_on_the_validation_split():
     X, y = blobs(n=200)
     clf = ResNetClassifier(width=8, n_blocks=1, max_epochs=200, learning_rate=5e-2,
@@ -177,8 +197,8 @@ def test_early_stopping_on_the_validation_split():
 def test_adjoint_and_rk_net_variants_fit():
     X, y = blobs()
     for params in (dict(adjoint=True), dict(solver="rk4", step_size=0.25)):
-        clf = ODENetClassifier(width=8, max_epochs=10, learning_rate=1e-2, verbose=0,
-                               random_state=0, **params).fit(X, y)
+        clf = ODENetClassifier(width=8, max_epochs=10, learning_rate=1e-2, lr_decay=1.0,
+                               verbose=0, random_state=0, **params).fit(X, y)
         assert clf.score(X, y) > 0.9 and clf.history_[-1]["nfe_backward"] >= 0
 
 
