@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from latode.data.covariates import CovariateRoles, StaticTable, fit_input_scaler
 from latode.data.dtypes import in_dtype_if_exact
 from latode.data.packing import PackedSeries
 from latode.data.scaling import ChannelScaler
@@ -38,6 +39,9 @@ class IrregularFrameConverter:
     event_col : str or None
         With ``point_process``: a boolean (or integer count) column marking which rows are
         events; ``None`` makes every row an event.
+    covariates : CovariateRoles or None
+        Covariate columns of the frame by role (:mod:`latode.data.covariates`); packed
+        frames carry them scaled in ``PackedSeries.inputs``.
 
     Examples
     --------
@@ -59,7 +63,8 @@ class IrregularFrameConverter:
     def __init__(self, id_col: str = "unique_id", time_col: str = "ds",
                  target_cols: Sequence[str] | None = None,
                  time_scale: float | str | None = None, standardize: bool = True,
-                 point_process: bool = False, event_col: str | None = None):
+                 point_process: bool = False, event_col: str | None = None,
+                 covariates: CovariateRoles | None = None):
         self.id_col = id_col
         self.time_col = time_col
         self.target_cols = target_cols
@@ -67,12 +72,27 @@ class IrregularFrameConverter:
         self.standardize = standardize
         self.point_process = point_process
         self.event_col = event_col
+        self.covariates = covariates
+
+    @property
+    def roles(self) -> CovariateRoles:
+        return self.covariates or CovariateRoles()
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, df: pd.DataFrame, argument: str = "df") -> IrregularFrameConverter:
-        """Validate ``df`` and fit the time axis and channel scaling on it."""
+    def fit(self, df: pd.DataFrame, argument: str = "df",
+            static_df: pd.DataFrame | None = None) -> IrregularFrameConverter:
+        """Validate ``df`` (and ``static_df``) and fit the time axis, the channel scaling and
+        the covariates' scaling on it."""
+        roles = self.roles
         self.spec_ = validate_long_frame(df, self.id_col, self.time_col, self.target_cols,
-                                         argument=argument, **self._event_options())
+                                         argument=argument, covariate_cols=roles.columns,
+                                         **self._event_options())
+        reserved = {self.id_col: "id_col", self.time_col: "time_col",
+                    **{c: "target_cols" for c in self.spec_.target_cols}}
+        if self.event_col is not None:
+            reserved[self.event_col] = "event_col"
+        roles.check_against(reserved)
+        roles.check_frame(df, self.id_col, argument)
         if self.point_process and self.event_col is not None \
                 and not (df[self.event_col].to_numpy() > 0).any():
             raise ValueError(
@@ -83,8 +103,17 @@ class IrregularFrameConverter:
         self.time_axis_ = TimeAxis.fit(df[self.time_col], self.time_col, self.time_scale)
         values = df[list(self.spec_.target_cols)].to_numpy(dtype=float, na_value=np.nan)
         self.scaler_ = ChannelScaler.fit(values, enabled=self.standardize)
+        self.inputs_scaler_ = fit_input_scaler(
+            df[list(roles.columns)].to_numpy(dtype=float, na_value=np.nan), roles.kinds,
+            enabled=self.standardize)
+        self.static_ = None if static_df is None else StaticTable.fit(static_df, self.id_col)
         self.id_dtype_ = str(df[self.id_col].dtype)
         return self
+
+    @property
+    def n_static(self) -> int:
+        """Static features per series (0 when fitted without ``static_df``)."""
+        return 0 if self.static_ is None else self.static_.n_features
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -99,22 +128,30 @@ class IrregularFrameConverter:
             "standardize": self.standardize, "time_axis": self.time_axis_.state(),
             "scaler": self.scaler_.state(), "id_dtype": self.id_dtype_,
             "point_process": self.point_process, "event_col": self.event_col,
+            "covariates": self.roles.state(), "inputs_scaler": self.inputs_scaler_.state(),
+            "static": None if self.static_ is None else self.static_.state(),
         }
 
     @classmethod
     def from_state(cls, state: dict) -> IrregularFrameConverter:
         conv = cls(state["id_col"], state["time_col"], tuple(state["target_cols"]),
                    state["time_scale"], state["standardize"],
-                   state.get("point_process", False), state.get("event_col"))
+                   state.get("point_process", False), state.get("event_col"),
+                   CovariateRoles.from_state(state.get("covariates")))
         conv.spec_ = FrameSpec(state["id_col"], state["time_col"], tuple(state["target_cols"]))
         conv.time_axis_ = TimeAxis(**state["time_axis"])
         conv.scaler_ = ChannelScaler.from_state(state["scaler"])
         conv.id_dtype_ = state["id_dtype"]
+        n_inputs = len(conv.roles.columns)
+        conv.inputs_scaler_ = ChannelScaler.from_state(
+            state.get("inputs_scaler", {"mean": [0.0] * n_inputs, "std": [1.0] * n_inputs}))
+        static = state.get("static")
+        conv.static_ = None if static is None else StaticTable.from_state(static)
         return conv
 
     # ------------------------------------------------------------------ packing
     def pack(self, df: pd.DataFrame, *, argument: str = "df", require_observed: bool = True,
-             values: bool = True) -> PackedSeries:
+             values: bool = True, static_df: pd.DataFrame | None = None) -> PackedSeries:
         """Validate ``df`` and pack it (sorted by series then time; ``df`` is not modified).
 
         Parameters
@@ -128,24 +165,68 @@ class IrregularFrameConverter:
         values : bool
             Read the value columns; with ``False`` the packed values are all NaN (timestamps
             to predict at).
+        static_df : DataFrame or None
+            The series' static features, required when the converter was fitted with them.
         """
         targets = self.spec_.target_cols if values else ()
         validate_long_frame(df, self.id_col, self.time_col, targets, argument=argument,
                             require_observed=require_observed and values,
                             require_every_column=False, allow_empty_targets=not values,
+                            covariate_cols=self.roles.columns,
                             **(self._event_options() if values else {}))
-        return self._pack_validated(df, values, argument)
+        if values:
+            self.roles.check_frame(df, self.id_col, argument)
+        packed = self._pack_validated(df, values, argument)
+        if values:
+            self._add_static(packed, static_df)
+        return packed
+
+    def _add_static(self, packed: PackedSeries, static_df: pd.DataFrame | None) -> None:
+        if self.static_ is None:
+            if static_df is not None:
+                raise ValueError("static_df was given, but the model was fitted without static "
+                                 "features; fit with static_df= to use them, or leave it out.")
+            return
+        if static_df is None:
+            raise ValueError(
+                f"The model was fitted with static features ({', '.join(self.static_.columns)}); "
+                "pass static_df= with a row for each series.")
+        packed.static = self.static_.features(static_df, packed.ids)
+
+    def pack_future(self, future_df: pd.DataFrame, argument: str = "future_df"
+                    ) -> PackedSeries:
+        """Pack the future and impulse covariates of ``future_df`` (no values, no past
+        covariates; every covariate cell given: 0 for no dose)."""
+        roles = self.roles
+        validate_long_frame(future_df, self.id_col, self.time_col, (), argument=argument,
+                            require_observed=False, allow_empty_targets=True,
+                            covariate_cols=roles.columns)
+        roles.check_frame(future_df, self.id_col, argument, roles.controls)
+        for column in roles.controls:
+            missing = future_df[column].isna().to_numpy()
+            if missing.any():
+                series = future_df[self.id_col].to_numpy()[np.flatnonzero(missing)[0]]
+                raise ValueError(
+                    f"Column {column!r} of {argument} has {int(missing.sum())} missing values, "
+                    f"e.g. in series {series!r}; future inputs must be given (write 0 where "
+                    "no dose is given).")
+        frame = future_df.assign(**{c: np.nan for c in roles.past})
+        return self._pack_validated(frame, False, argument, inputs=True)
 
     def _event_options(self) -> dict:
         return {"point_process": self.point_process,
                 "event_col": self.event_col if self.point_process else None}
 
-    def fit_pack(self, df: pd.DataFrame, argument: str = "df") -> PackedSeries:
+    def fit_pack(self, df: pd.DataFrame, argument: str = "df",
+                 static_df: pd.DataFrame | None = None) -> PackedSeries:
         """:meth:`fit` on ``df`` and :meth:`pack` it, validating the frame once."""
-        return self.fit(df, argument=argument)._pack_validated(df, True, argument)
+        packed = self.fit(df, argument=argument, static_df=static_df)._pack_validated(
+            df, True, argument)
+        self._add_static(packed, static_df)
+        return packed
 
     def _pack_validated(self, df: pd.DataFrame, values: bool,
-                        argument: str = "df") -> PackedSeries:
+                        argument: str = "df", inputs: bool | None = None) -> PackedSeries:
         targets = self.spec_.target_cols if values else ()
         keys = self.time_axis_.keys(df[self.time_col], self.time_col, argument)
         codes, uniques = pd.factorize(df[self.id_col], sort=False)
@@ -161,7 +242,17 @@ class IrregularFrameConverter:
             times=self.time_axis_.to_model(keys[order]),
             values=self.scaler_.transform(raw) if values else raw,
             events=self._event_counts(df)[order] if values and self.point_process else None,
+            **(self._inputs(df, order) if (values if inputs is None else inputs) else {}),
         )
+
+    def _inputs(self, df: pd.DataFrame, order: np.ndarray) -> dict:
+        """The ``inputs`` and ``input_kinds`` of a packed frame (nothing without
+        covariates)."""
+        roles = self.roles
+        if not roles.columns:
+            return {}
+        raw = df[list(roles.columns)].to_numpy(dtype=float, na_value=np.nan)[order]
+        return {"inputs": self.inputs_scaler_.transform(raw), "input_kinds": roles.kinds}
 
     def _event_counts(self, df: pd.DataFrame) -> np.ndarray:
         if self.event_col is None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from latode.data.covariates import control_rows
 from latode.data.validation import show
 
 __all__ = ["PackedSeries", "UnionBatch", "solver_grid"]
@@ -63,6 +64,16 @@ class UnionBatch:
         at model time ``origins[i] + t``.
     events : Tensor or None, shape (batch, grid)
         Number of events at each time (point processes only).
+    inputs, inputs_mask : Tensor or None, shape (batch, grid, covariates)
+        Covariate values (zero where not given) and where they are given.
+    static : Tensor or None, shape (batch, static features)
+        Each series' encoded static features.
+    control_times : Tensor or None, shape (batch, K)
+        Grid times (since each series' first row) of the changes of its controls, the future
+        and impulse covariates, including any given after its rows
+        (:func:`~latode.data.covariates.control_rows`).
+    control_steps, control_impulses : Tensor or None, shape (batch, K, ...)
+        The jumps of the future covariates and the amounts of the impulses at those times.
     """
 
     times: torch.Tensor
@@ -72,6 +83,12 @@ class UnionBatch:
     series: np.ndarray
     origins: np.ndarray
     events: torch.Tensor | None = None
+    inputs: torch.Tensor | None = None
+    inputs_mask: torch.Tensor | None = None
+    static: torch.Tensor | None = None
+    control_times: torch.Tensor | None = None
+    control_steps: torch.Tensor | None = None
+    control_impulses: torch.Tensor | None = None
 
 
 @dataclass
@@ -92,6 +109,12 @@ class PackedSeries:
         Values, NaN where not observed.
     events : ndarray or None, shape (n_rows,)
         Number of events at each row (point processes only).
+    inputs : ndarray or None, shape (n_rows, covariates)
+        Scaled covariates, NaN where a row does not give one.
+    input_kinds : tuple of str
+        ``"past"``, ``"future"`` or ``"impulse"`` for each column of ``inputs``.
+    static : ndarray or None, shape (n_series, static features)
+        Encoded static features of each series.
     """
 
     ids: np.ndarray
@@ -100,6 +123,9 @@ class PackedSeries:
     times: np.ndarray
     values: np.ndarray
     events: np.ndarray | None = None
+    inputs: np.ndarray | None = None
+    input_kinds: tuple[str, ...] = ()
+    static: np.ndarray | None = None
 
     @property
     def n_series(self) -> int:
@@ -141,10 +167,20 @@ class PackedSeries:
         indptr = np.concatenate([[0], np.cumsum(self.lengths[series])])
         return PackedSeries(self.ids[series], indptr, self.keys[rows], self.times[rows],
                             self.values[rows],
-                            None if self.events is None else self.events[rows])
+                            None if self.events is None else self.events[rows],
+                            None if self.inputs is None else self.inputs[rows],
+                            self.input_kinds,
+                            None if self.static is None else self.static[series])
+
+    @property
+    def controls(self) -> list[int]:
+        """Columns of ``inputs`` that are controls (future and impulse covariates)."""
+        return [j for j, kind in enumerate(self.input_kinds) if kind != "past"]
 
     def union_batch(self, series: np.ndarray | None = None, *, dtype=torch.float32,
-                    device: str | torch.device = "cpu") -> UnionBatch:
+                    device: str | torch.device = "cpu",
+                    future: PackedSeries | None = None,
+                    future_series: np.ndarray | None = None) -> UnionBatch:
         """Batch ``series`` (positions; all when ``None``) on the union of their times, each
         series' times counted from its own first row.
 
@@ -173,13 +209,50 @@ class PackedSeries:
             events = np.zeros(shape)
             events[batch_row, column] = self.events[rows]
             events = torch.as_tensor(events, dtype=dtype, device=device)
-        return UnionBatch(
+        batch = UnionBatch(
             times=torch.as_tensor(grid_times, dtype=dtype, device=device),
             values=torch.as_tensor(values, dtype=dtype, device=device),
             mask=torch.as_tensor(mask, dtype=dtype, device=device),
             present=torch.as_tensor(present, dtype=dtype, device=device),
             series=series, origins=origins, events=events,
         )
+        if self.inputs is not None:
+            self._add_inputs(batch, rows, batch_row, column, dtype, device, future,
+                             future_series)
+        return batch
+
+    def _add_inputs(self, batch: UnionBatch, rows, batch_row, column, dtype, device,
+                    future: PackedSeries | None, future_series: np.ndarray | None) -> None:
+        """Covariates, static features and the control schedule of ``batch``."""
+        def tensor(array):
+            return torch.as_tensor(array, dtype=dtype, device=device)
+
+        shape = tuple(batch.present.shape) + (self.inputs.shape[1],)
+        given = ~np.isnan(self.inputs[rows])
+        inputs, inputs_mask = np.zeros(shape), np.zeros(shape)
+        inputs[batch_row, column] = np.where(given, self.inputs[rows], 0.0)
+        inputs_mask[batch_row, column] = given
+        batch.inputs, batch.inputs_mask = tensor(inputs), tensor(inputs_mask)
+        if self.static is not None:
+            batch.static = tensor(self.static[batch.series])
+        controls = self.controls
+        if not controls:
+            return
+        times = self.times[rows] - batch.origins[batch_row]
+        values = self.inputs[rows][:, controls]
+        if future is not None:
+            take = np.flatnonzero(future_series >= 0)
+            extra = future.rows_of(future_series[take])
+            extra_row = np.repeat(take, future.lengths[future_series[take]])
+            times = np.concatenate([times, future.times[extra] - batch.origins[extra_row]])
+            values = np.concatenate([values, future.inputs[extra][:, controls]])
+            batch_row = np.concatenate([batch_row, extra_row])
+            order = np.lexsort((times, batch_row))
+            times, values, batch_row = times[order], values[order], batch_row[order]
+        at, steps, impulses = control_rows(times, values, batch_row, len(batch.series),
+                                           [self.input_kinds[j] for j in controls])
+        batch.control_times = tensor(at)
+        batch.control_steps, batch.control_impulses = tensor(steps), tensor(impulses)
 
     def union_batches(self, series: np.ndarray, batch_size: int, *, dtype=torch.float32,
                       device: str | torch.device = "cpu"):

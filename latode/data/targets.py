@@ -14,7 +14,7 @@ from latode.data.packing import PackedSeries
 from latode.data.time_axis import is_plain_number
 from latode.data.validation import show, time_kind
 
-__all__ = ["forecast_targets", "MAX_GRID_POINTS"]
+__all__ = ["forecast_targets", "future_inputs", "MAX_GRID_POINTS"]
 
 #: The most forecast times a ``horizon``/``freq`` grid may have per series.
 MAX_GRID_POINTS = 1_000_000
@@ -154,3 +154,73 @@ def forecast_targets(conv: IrregularFrameConverter, context: PackedSeries, *,
         offsets = step * np.arange(1, count + 1, dtype=np.asarray(step).dtype)
     offsets = np.unique(offsets)
     return _packed_from_keys(conv, context.ids, last[:, None] + offsets[None, :])
+
+
+def future_inputs(conv: IrregularFrameConverter, context: PackedSeries, targets: PackedSeries,
+                  future_df: pd.DataFrame | None) -> tuple[PackedSeries | None, np.ndarray]:
+    """The future and impulse covariates after each series' context, checked against the
+    times a forecast asks for.
+
+    Every series asked for a time after its last context row needs rows in ``future_df``
+    reaching that time (a row at or after it: the inputs up to then are known, and a last
+    row with a dose of 0 says that no further dose is given), and ``future_df``'s rows of a
+    series come after its context (earlier inputs belong in ``context_df``).
+
+    Returns
+    -------
+    future : PackedSeries or None
+        ``future_df`` packed (``None`` without it).
+    position : ndarray of int, shape (context.n_series,)
+        Each context series' position in ``future`` (-1: none).
+    """
+    roles = conv.roles
+    none = np.full(context.n_series, -1)
+    if not roles.controls:
+        if future_df is not None:
+            raise ValueError("future_df was given, but the model was fitted without future or "
+                             "impulse covariates; leave it out, or fit with "
+                             "future_covariates= / impulse_covariates=.")
+        return None, none
+    end = context.keys[context.indptr[1:] - 1]
+    position_of_target = pd.Index(context.ids).get_indexer(targets.ids)
+    asked = np.full(context.n_series, -np.inf if conv.time_axis_.kind == "float"
+                    else np.iinfo(np.int64).min, dtype=context.keys.dtype)
+    latest = targets.keys[targets.indptr[1:] - 1]
+    asked[position_of_target] = latest
+    ahead = asked > end
+    when = conv.time_axis_.from_keys
+    if future_df is None:
+        if ahead.any():
+            k = int(np.flatnonzero(ahead)[0])
+            raise ValueError(
+                f"The model follows future inputs ({', '.join(roles.controls)}): pass "
+                f"future_df= with them for the forecast window, e.g. series {show(context.ids[k])} "
+                f"from {when(end[k:k + 1]).iloc[0]} to {when(asked[k:k + 1]).iloc[0]}.")
+        return None, none
+    future = conv.pack_future(future_df)
+    position = pd.Index(future.ids).get_indexer(context.ids)
+    unknown = ~pd.Index(future.ids).isin(pd.Index(context.ids))
+    if unknown.any():
+        raise ValueError(f"Series {show(future.ids[np.flatnonzero(unknown)[0]])} of future_df "
+                         "is not in context_df; every series needs its context.")
+    covered = np.full(context.n_series, False)
+    for k in np.flatnonzero(position >= 0):
+        own = future.keys[future.indptr[position[k]]:future.indptr[position[k] + 1]]
+        if own[0] <= end[k]:
+            raise ValueError(
+                f"future_df has a row of series {show(context.ids[k])} at "
+                f"{when(own[:1]).iloc[0]}, not after its context's last row "
+                f"({when(end[k:k + 1]).iloc[0]}); inputs up to then belong in context_df.")
+        covered[k] = own[-1] >= asked[k]
+    short = ahead & ~covered
+    if short.any():
+        k = int(np.flatnonzero(short)[0])
+        reach = ("has no rows" if position[k] < 0 else "ends at " + str(when(
+            future.keys[future.indptr[position[k] + 1] - 1:future.indptr[position[k] + 1]]
+        ).iloc[0]))
+        raise ValueError(
+            f"future_df does not reach the forecast of series {show(context.ids[k])}: it "
+            f"{reach}, and the forecast asks for {when(asked[k:k + 1]).iloc[0]}. Give its "
+            f"inputs up to then (a last row with 0 dose says that no further dose is given); "
+            f"{int(short.sum())} series are short.")
+    return future, position

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["FrameSpec", "validate_long_frame", "time_kind", "show", "FLOAT32_MAX"]
+__all__ = ["FrameSpec", "validate_long_frame", "time_kind", "show", "check_value_column",
+           "FLOAT32_MAX"]
 
 #: The largest magnitude a value may have: the models compute in float32.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -109,8 +110,8 @@ def _resolve_targets(
                          "column once.")
     roles = [c for c in targets if c in exclude]
     if roles:
-        raise ValueError(f"target_cols includes {roles}, which is the id, time or event "
-                         "column; value columns must be other columns.")
+        raise ValueError(f"target_cols includes {roles}, which is the id, time, event or a "
+                         "covariate column; value columns must be other columns.")
     return targets
 
 
@@ -126,6 +127,7 @@ def validate_long_frame(
     argument: str = "df",
     event_col: str | None = None,
     point_process: bool = False,
+    covariate_cols: Sequence[str] = (),
 ) -> FrameSpec:
     """Check a long-format frame and return the :class:`FrameSpec` that reads it.
 
@@ -152,6 +154,9 @@ def validate_long_frame(
         The rows are events (of ``event_col``, or every row without it): a series needs an
         event or an observed value, not necessarily a value, and a frame may have no value
         column at all (a pure point process).
+    covariate_cols : sequence of str
+        Columns that are inputs, not values (:mod:`latode.data.covariates` checks them):
+        never taken as value columns.
 
     Returns
     -------
@@ -188,7 +193,8 @@ def validate_long_frame(
             f"{argument} has no column {event_col!r} (event_col); its columns are "
             f"{list(df.columns)}. Add it or pass event_col= with the right name."
         )
-    exclude = (id_col, time_col) + (() if event_col is None else (event_col,))
+    exclude = (id_col, time_col) + (() if event_col is None else (event_col,)) \
+        + tuple(covariate_cols)
     if (allow_empty_targets or point_process) and target_cols is not None \
             and len(target_cols) == 0:
         targets: tuple[str, ...] = ()
@@ -209,7 +215,7 @@ def validate_long_frame(
     _check_id_types(ids, id_col, argument)
     _check_times(df, id_col, time_col, argument)
     for col in targets:
-        _check_values(df, id_col, col, argument)
+        check_value_column(df, id_col, col, argument)
     if event_col is not None:
         _check_events(df, id_col, event_col, argument)
     duplicated = df.duplicated(subset=[id_col, time_col]).to_numpy()
@@ -269,23 +275,26 @@ def _check_times(df: pd.DataFrame, id_col: str, time_col: str, argument: str) ->
         )
 
 
-def _check_values(df: pd.DataFrame, id_col: str, col: str, argument: str) -> None:
+def check_value_column(df: pd.DataFrame, id_col: str, col: str, argument: str,
+                       kind: str = "Value") -> None:
+    """Column ``col`` of ``df`` is numeric (not boolean), finite and within float32's range
+    where given (NaN: not given). ``kind`` names the column's role in messages."""
     column = df[col]
+    remedy = " or drop it from target_cols" if kind == "Value" else ""
     if pd.api.types.is_bool_dtype(column.dtype) or not pd.api.types.is_numeric_dtype(
         column.dtype
     ):
         sample = column.dropna()
         example = f" (e.g. {sample.iloc[0]!r})" if len(sample) else ""
         raise TypeError(
-            f"Value column {col!r} of {argument} has non-numeric dtype {column.dtype}{example}; "
-            f"convert it with pd.to_numeric(df[{col!r}], errors='coerce') or drop it from "
-            "target_cols."
+            f"{kind} column {col!r} of {argument} has non-numeric dtype {column.dtype}{example}; "
+            f"convert it with pd.to_numeric(df[{col!r}], errors='coerce'){remedy}."
         )
     values = column.to_numpy(dtype=float, na_value=np.nan)
     infinite = np.isinf(values)
     if infinite.any():
         raise ValueError(
-            f"Value column {col!r} of {argument} has {int(infinite.sum())} infinite values, "
+            f"{kind} column {col!r} of {argument} has {int(infinite.sum())} infinite values, "
             f"e.g. in series {_first_series(df, id_col, infinite)}; replace them with NaN "
             "(not observed) or a finite value."
         )
@@ -294,7 +303,7 @@ def _check_values(df: pd.DataFrame, id_col: str, col: str, argument: str) -> Non
     too_large = np.abs(np.nan_to_num(values)) > FLOAT32_MAX
     if too_large.any():
         raise ValueError(
-            f"Value column {col!r} of {argument} has {int(too_large.sum())} values beyond "
+            f"{kind} column {col!r} of {argument} has {int(too_large.sum())} values beyond "
             f"±{FLOAT32_MAX:.1e} (float32's range, in which the models compute), e.g. in "
             f"series {_first_series(df, id_col, too_large)}; rescale the column, e.g. "
             f"df[{col!r}] / 1e30."

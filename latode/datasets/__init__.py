@@ -5,6 +5,7 @@ Every loader returns long frames (``unique_id``, ``ds``, one float column per ch
 where a channel was not observed), sorted by ``unique_id, ds``.
 """
 
+from latode.datasets._dosing import DosingData, make_dosing, one_compartment
 from latode.datasets._periodic import PeriodicData, make_periodic
 from latode.datasets._physionet import (
     PHYSIONET2012_DESCRIPTORS,
@@ -17,6 +18,7 @@ from latode.datasets._toy2d import TOY2D_NAMES, make_toy2d, toy2d_log_density
 from latode.datasets.idx import load_idx, read_idx
 
 __all__ = [
+    "DosingData",
     "PBCSEQ_LABS",
     "PHYSIONET2012_DESCRIPTORS",
     "PHYSIONET2012_VARIABLES",
@@ -27,9 +29,11 @@ __all__ = [
     "load_idx",
     "load_pbcseq",
     "load_physionet2012",
+    "make_dosing",
     "make_periodic",
     "make_spirals",
     "make_toy2d",
+    "one_compartment",
     "read_idx",
     "toy2d_log_density",
 ]

@@ -26,7 +26,7 @@ from latode.estimators._forecast_output import (
 from latode.estimators._inputs import check_positive_int
 from latode.estimators._schedule import prediction_chunk
 from latode.exceptions import SolverError
-from latode.nn.latent_ode import LatentContext
+from latode.nn.latent_ode import Covariates, LatentContext
 
 __all__ = ["PointProcessMixin", "INTENSITY_COLUMN"]
 
@@ -50,7 +50,8 @@ class PointProcessMixin:
                          ) -> tuple[torch.Tensor, LatentContext]:
         """Draws of z at each series' origin from q(z | context), shape
         (samples, batch, latent), and the encoded context they belong to."""
-        context = module.encode(batch.times, batch.values, batch.mask, batch.events)
+        context = module.encode(batch.times, batch.values, batch.mask, batch.events,
+                                Covariates.of_batch(batch))
         return module.draw(context, n_samples, generator), context
 
     def predict_intensity(self, context_df: pd.DataFrame, timestamps: object = None, *,

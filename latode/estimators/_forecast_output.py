@@ -18,7 +18,7 @@ import torch
 
 from latode.data import PackedSeries
 from latode.data.packing import solver_grid
-from latode.data.targets import forecast_targets
+from latode.data.targets import forecast_targets, future_inputs
 from latode.data.time_axis import is_plain_number, parse_time_unit
 from latode.data.validation import show
 from latode.estimators._base import seed_from
@@ -94,7 +94,8 @@ class ForecastOutputMixin:
 
     # ------------------------------------------------------------- forecasting
     def _draws_at_targets(self, context_df, timestamps, horizon, freq, n_samples,
-                          random_state, draw, n_outputs: int, noise_std=None):
+                          random_state, draw, n_outputs: int, noise_std=None,
+                          future_df=None, static_df=None):
         """Posterior draws of a model output at the requested (series, time) rows.
 
         ``draw(module, batch, grid, n_samples, generators, needed)`` returns the output on a
@@ -102,7 +103,8 @@ class ForecastOutputMixin:
         pairs ``needed`` (batch, grid) marks (others may hold anything), drawing each
         series' randomness from its own generator (:func:`series_generators`). With
         ``noise_std`` (n_outputs,), Gaussian noise of that spread, from the same generators,
-        is added to a copy.
+        is added to a copy. ``future_df`` and ``static_df`` are the covariates of
+        :meth:`predict`.
 
         Returns
         -------
@@ -113,9 +115,10 @@ class ForecastOutputMixin:
         check_positive_int(n_samples, "n_samples")
         self._solve_with_current_parameters()
         conv = self.converter_
-        context = conv.pack(context_df, argument="context_df")
+        context = conv.pack(context_df, argument="context_df", static_df=static_df)
         targets = forecast_targets(conv, context, timestamps=timestamps, horizon=horizon,
                                    freq=freq)
+        future, future_position = future_inputs(conv, context, targets, future_df)
         position = pd.Index(context.ids).get_indexer(targets.ids)
         seed = seed_from(random_state)
         device = next(self.module_.parameters()).device
@@ -133,7 +136,8 @@ class ForecastOutputMixin:
         self.module_.eval()
         for start in range(0, targets.n_series, step):
             chunk = np.arange(start, min(start + step, targets.n_series))
-            batch = context.union_batch(position[chunk], device=device)
+            batch = context.union_batch(position[chunk], device=device, future=future,
+                                        future_series=future_position[position[chunk]])
             rows = targets.rows_of(chunk)
             which = np.repeat(np.arange(len(chunk)), targets.lengths[chunk])
             # Target times on the batch's clock: since each series' first context row.
@@ -159,7 +163,7 @@ class ForecastOutputMixin:
         return targets, outputs, noisy
 
     def _forecast_draws(self, context_df, timestamps, horizon, freq, n_samples, random_state,
-                        noisy: bool):
+                        noisy: bool, future_df=None, static_df=None):
         """Targets and draws at them in the user's units: (PackedSeries, means, draws) with
         means and draws of shape (samples, rows, channels)."""
         self._check_fitted()
@@ -167,7 +171,7 @@ class ForecastOutputMixin:
         targets, means, draws = self._draws_at_targets(
             context_df, timestamps, horizon, freq, n_samples, random_state,
             self._predictive_means, len(self.converter_.channels),
-            noise_std=std if noisy else None)
+            noise_std=std if noisy else None, future_df=future_df, static_df=static_df)
         scaler = self.converter_.scaler_
         means = scaler.inverse_transform(means)
         draws = scaler.inverse_transform(draws) if noisy else means
@@ -192,7 +196,8 @@ class ForecastOutputMixin:
                 horizon: object = None, freq: object = None,
                 quantiles: Sequence[float] | None = (0.1, 0.5, 0.9),
                 level: Sequence[float] | None = None, n_samples: int = 100,
-                random_state: int | None = 0) -> pd.DataFrame:
+                random_state: int | None = 0, future_df: pd.DataFrame | None = None,
+                static_df: pd.DataFrame | None = None) -> pd.DataFrame:
         """Forecast (or interpolate) each series at any timestamps.
 
         Parameters
@@ -215,6 +220,13 @@ class ForecastOutputMixin:
             Posterior draws behind the mean and quantiles.
         random_state : int or None
             Seed of those draws (the default 0 makes ``predict`` repeatable).
+        future_df : DataFrame, optional
+            With future or impulse covariates: their rows after each series' context, up to
+            (at least) its last forecast time: id, time and those columns, every cell given
+            (0 where no dose is given). Another ``future_df`` gives the forecast under other
+            inputs (a what-if).
+        static_df : DataFrame, optional
+            With static features: one row per series of the context.
 
         Returns
         -------
@@ -224,7 +236,8 @@ class ForecastOutputMixin:
         """
         qs, levels = _check_quantiles(quantiles, level)
         targets, means, draws = self._forecast_draws(context_df, timestamps, horizon, freq,
-                                                     n_samples, random_state, noisy=True)
+                                                     n_samples, random_state, noisy=True,
+                                                     future_df=future_df, static_df=static_df)
         conv = self.converter_
         columns: dict[str, np.ndarray] = {}
         for c, name in enumerate(conv.channels):
@@ -239,7 +252,9 @@ class ForecastOutputMixin:
 
     def sample(self, context_df: pd.DataFrame, timestamps: object = None, *,
                horizon: object = None, freq: object = None, n_samples: int = 100,
-               random_state: int | None = None, noise: bool = True) -> pd.DataFrame:
+               random_state: int | None = None, noise: bool = True,
+               future_df: pd.DataFrame | None = None,
+               static_df: pd.DataFrame | None = None) -> pd.DataFrame:
         """Draw trajectories at the requested times (arguments as in :meth:`predict`).
 
         Parameters
@@ -257,7 +272,8 @@ class ForecastOutputMixin:
             raise TypeError(f"noise must be True (draws of observations) or False (draws of "
                             f"the mean trajectory); got {noise!r}.")
         targets, means, draws = self._forecast_draws(context_df, timestamps, horizon, freq,
-                                                     n_samples, random_state, noisy=noise)
+                                                     n_samples, random_state, noisy=noise,
+                                                     future_df=future_df, static_df=static_df)
         conv = self.converter_
         ids = targets.ids[targets.series_of_row]
         frames = []

@@ -158,17 +158,21 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         return -bound.sum() / self._n_scored(batch).clamp(min=1.0)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, df: pd.DataFrame, y: None = None, *, checkpoint_dir: str | None = None,
-            tracking: Any = None) -> BaseForecaster:
+    def fit(self, df: pd.DataFrame, y: None = None, *, static_df: pd.DataFrame | None = None,
+            checkpoint_dir: str | None = None, tracking: Any = None) -> BaseForecaster:
         """Fit on a long frame of irregular series.
 
         Parameters
         ----------
         df : DataFrame
             One row per (series, timestamp): ``id_col``, ``time_col`` and the value columns
-            (NaN where a channel was not observed).
+            (NaN where a channel was not observed), and any covariate columns.
         y : None
             Ignored (scikit-learn API).
+        static_df : DataFrame or None
+            Static features, one row per series keyed by ``id_col`` (a column or the index):
+            numbers, or categories (one-hot encoded); NaN where unknown. ``predict`` then
+            needs the same columns for the series it forecasts.
         checkpoint_dir : str or None
             Write a checkpoint every epoch there and resume from it if one exists.
         tracking : bool, str or None
@@ -180,18 +184,24 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         self
         """
         with self._finishing_tracking(df):  # ends the tracked run, fitted or failed
-            self._fit(df, checkpoint_dir, tracking)
+            self._fit(df, checkpoint_dir, tracking, static_df)
         return self
 
-    def _fit(self, df: pd.DataFrame, checkpoint_dir, tracking) -> None:
+    #: Whether the forecaster reads covariates (``static_df`` and covariate columns).
+    _reads_covariates = False
+
+    def _fit(self, df: pd.DataFrame, checkpoint_dir, tracking, static_df=None) -> None:
         self._validate_params()
+        if static_df is not None and not self._reads_covariates:
+            raise ValueError(f"{type(self).__name__} does not read static features; fit "
+                             "without static_df, or use LatentODEForecaster.")
         device = resolve_device(self.device)
         target_cols = None if self.target_cols is None else (
             (self.target_cols,) if isinstance(self.target_cols, str) else tuple(self.target_cols))
         converter = IrregularFrameConverter(self.id_col, self.time_col, target_cols,
                                             self.time_scale, self.standardize,
                                             **self._converter_options())
-        packed = converter.fit_pack(df)
+        packed = converter.fit_pack(df, static_df=static_df)
         seed = seed_from(self.random_state)
         train_idx, val_idx = self._split(packed.n_series, seed)
         summary = self._data_summary(packed, converter)
@@ -199,8 +209,8 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
             self.__dict__.pop(name, None)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
+            self.converter_ = converter  # the module's shape follows the converter's inputs
             module = self._build_module(packed.n_channels).to(device)
-            self.converter_ = converter
             self._fit_module(module, packed, train_idx, val_idx, seed, device,
                              checkpoint_dir, tracking, summary)
         self.module_ = module.eval()
@@ -320,13 +330,14 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
                                 level=level, n_samples=n_samples, random_state=random_state)
 
     def score(self, df: pd.DataFrame, y: None = None, *, n_samples: int = 16,
-              random_state: int | None = 0) -> float:
+              random_state: int | None = 0, static_df: pd.DataFrame | None = None) -> float:
         """Mean log-likelihood per observed value, in nats, in the user's units (higher is
-        better). For the latent ODE it is the importance-weighted bound with ``n_samples``."""
+        better). For the latent ODE it is the importance-weighted bound with ``n_samples``.
+        ``static_df`` as in :meth:`fit`."""
         self._check_fitted()
         n_samples = check_positive_int(n_samples, "n_samples")
         self._solve_with_current_parameters()
-        packed = self.converter_.pack(df, argument="df")
+        packed = self.converter_.pack(df, argument="df", static_df=static_df)
         generator = torch.Generator().manual_seed(seed_from(random_state))
         device = next(self.module_.parameters()).device
         batches = packed.union_batches(np.arange(packed.n_series),

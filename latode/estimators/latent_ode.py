@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from latode._numerics import SolverOptions
 from latode._params import InstanceOf, Interval, Options
+from latode.data import PackedSeries
+from latode.data.covariates import CovariateRoles
 from latode.estimators._base import SCHEDULE_CONSTRAINTS, seeded_by
 from latode.estimators._events import PointProcessMixin
 from latode.estimators._forecaster import FORECASTER_CONSTRAINTS, BaseForecaster
-from latode.nn.latent_ode import LEVELS, LatentODE
+from latode.nn.controls import initial_rates
+from latode.nn.latent_ode import LEVELS, Covariates, LatentODE
 from latode.nn.point_process import initialise_rate
 
 __all__ = ["LatentODEForecaster"]
+
+
+def input_spacing(packed: PackedSeries) -> float:
+    """Typical time between a series' impulses (or, with at most one per series, between its
+    rows), in model units: where the impulses' compartments start their rates."""
+    impulse = [j for j, kind in enumerate(packed.input_kinds) if kind == "impulse"]
+    rows = np.ones(len(packed.times), dtype=bool)
+    if impulse:
+        given = np.nan_to_num(packed.inputs[:, impulse]) != 0
+        if (np.bincount(packed.series_of_row[given.any(1)],
+                        minlength=packed.n_series) > 1).any():
+            rows = given.any(1)
+    series, times = packed.series_of_row[rows], packed.times[rows]
+    same = series[1:] == series[:-1]
+    gaps = np.diff(times)[same]
+    gaps = gaps[gaps > 0]
+    return float(np.median(gaps)) if len(gaps) else 1.0
 
 
 class LatentODEForecaster(PointProcessMixin, BaseForecaster):
@@ -107,7 +129,21 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         and in the contexts passed to ``predict``.
     id_col, time_col : str, default="unique_id", "ds"
     target_cols : str, list of str or None
-        Value channels; ``None`` takes every numeric column besides id and time.
+        Value channels; ``None`` takes every numeric column besides id, time and the
+        covariates.
+    past_covariates : str, list of str or None
+        Columns observed with the targets and known only up to the forecast origin (a lab
+        value that is not forecast): the encoder reads them; they are not forecast.
+    future_covariates : str, list of str or None
+        Columns known at any time (a scheduled treatment, an infusion rate): each value holds
+        from its row until the column's next row. The encoder reads those of the context and
+        the latent dynamics follow them, dz/dt = f(z, u(t)); ``predict`` takes their values
+        after the context in ``future_df``.
+    impulse_covariates : str, list of str or None
+        Amounts given at an instant (doses), each row's amount an event at that row's time.
+        They fill compartments that empty at learned rates and drive the dynamics
+        (:mod:`latode.nn.controls`); ``predict`` takes the future ones in ``future_df``, so
+        that a forecast can be rerun under other doses.
     time_scale : float, str, Timedelta or None
         One model time unit; ``None`` maps the training span to [0, 1].
     standardize : bool, default=True
@@ -155,7 +191,12 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         "observation_std": [InstanceOf(type(None)), Interval(float, 0, None, closed="neither")],
         "level": [Options(LEVELS)],
         "clock": [InstanceOf(bool)],
+        "past_covariates": [InstanceOf(type(None), str, list, tuple)],
+        "future_covariates": [InstanceOf(type(None), str, list, tuple)],
+        "impulse_covariates": [InstanceOf(type(None), str, list, tuple)],
     }
+
+    _reads_covariates = True
 
     def __init__(self, latent_dim=8, hidden=(64, 64), encoder="ode-rnn", encoder_hidden=32,
                  encoder_solver="euler", n_iwae_samples=1, *, objective="extrapolate",
@@ -165,8 +206,9 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
                  lr_decay=1.0, min_learning_rate=0.0, ema_decay=0.99, kl_warmup=0,
                  observation_std=None, level="last", clock=False, weight_decay=0.0,
                  grad_clip=1.0, patience="auto", validation_fraction=0.2, id_col="unique_id",
-                 time_col="ds", target_cols=None, time_scale=None, standardize=True,
-                 random_state=None, device="cpu", verbose=1):
+                 time_col="ds", target_cols=None, past_covariates=None,
+                 future_covariates=None, impulse_covariates=None, time_scale=None,
+                 standardize=True, random_state=None, device="cpu", verbose=1):
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.encoder = encoder
@@ -200,6 +242,9 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         self.id_col = id_col
         self.time_col = time_col
         self.target_cols = target_cols
+        self.past_covariates = past_covariates
+        self.future_covariates = future_covariates
+        self.impulse_covariates = impulse_covariates
         self.time_scale = time_scale
         self.standardize = standardize
         self.random_state = random_state
@@ -207,6 +252,11 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         self.verbose = verbose
 
     def _build_module(self, n_channels: int) -> LatentODE:
+        conv = self.converter_
+        kinds = conv.roles.kinds
+        controls = None
+        if conv.roles.controls:
+            controls = (kinds.count("future"), kinds.count("impulse"), initial_rates(1.0))
         return LatentODE(
             n_channels, latent_dim=int(self.latent_dim), hidden=tuple(self.hidden),
             encoder=self.encoder, encoder_hidden=int(self.encoder_hidden),
@@ -214,7 +264,8 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
             point_process=bool(self.point_process),
             observation_std=None if self.observation_std is None
             else float(self.observation_std),
-            level=self.level, clock=bool(self.clock),
+            level=self.level, clock=bool(self.clock), n_inputs=len(kinds),
+            n_static=conv.n_static, controls=controls,
         )
 
     def _module_solvers(self, *, predicting: bool = False) -> dict[str, SolverOptions]:
@@ -227,13 +278,21 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
     def _fit_module(self, module, packed, *args, **kwargs):
         if self.point_process:
             initialise_rate(module.intensity, packed)
+        if module.controlled:
+            module.dynamics.func.signal.set_rates(initial_rates(input_spacing(packed)))
         super()._fit_module(module, packed, *args, **kwargs)
 
     def _converter_options(self):
         if self.event_col is not None and not self.point_process:
             raise ValueError("event_col is only read with point_process=True; set "
                              "point_process=True or leave event_col=None.")
-        return {"point_process": bool(self.point_process), "event_col": self.event_col}
+        roles = CovariateRoles.from_parameters(self.past_covariates, self.future_covariates,
+                                               self.impulse_covariates)
+        if roles.controls and self.point_process:
+            raise ValueError("future_covariates and impulse_covariates do not combine with "
+                             "point_process=True yet; fit one or the other.")
+        return {"point_process": bool(self.point_process), "event_col": self.event_col,
+                "covariates": roles}
 
     def _bound(self, module, batch, n_samples: int, iwae: bool, full_read: bool,
                kl_weight: float = 1.0):
@@ -244,7 +303,7 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
             enc_mask=None if rows is None else batch.mask * rows.unsqueeze(-1),
             n_samples=n_samples, iwae=iwae, events=batch.events, window=batch.present,
             enc_events=None if rows is None or batch.events is None else batch.events * rows,
-            kl_weight=kl_weight)
+            kl_weight=kl_weight, covariates=Covariates.of_batch(batch, rows))
 
     def _kl_weight(self, step: int) -> float:
         """Weight of the KL term at optimisation step ``step`` (0 first): a linear warm-up

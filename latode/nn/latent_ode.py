@@ -24,6 +24,7 @@ from torch import nn
 
 from latode._numerics import CountedDynamics, SolverOptions
 from latode._numerics.paths import solve_at
+from latode.nn.controls import ControlledDynamics, ControlSchedule, ControlSignal
 from latode.nn.dynamics import ClockedDynamics, MLPDynamics, mlp
 from latode.nn.encoders import build_encoder
 from latode.nn.likelihoods import gaussian_kl_standard, masked_gaussian_log_likelihood
@@ -33,7 +34,7 @@ from latode.nn.point_process import (
     poisson_log_likelihood,
 )
 
-__all__ = ["LEVELS", "LatentContext", "LatentODE", "context_level"]
+__all__ = ["LEVELS", "Covariates", "LatentContext", "LatentODE", "context_level"]
 
 
 def _at_pairs(function, path: torch.Tensor, needed: torch.Tensor | None) -> torch.Tensor:
@@ -94,6 +95,36 @@ def context_level(values: torch.Tensor, mask: torch.Tensor, kind: str | None
 
 
 @dataclass
+class Covariates:
+    """What a batch gives the model besides its values.
+
+    Attributes
+    ----------
+    inputs, inputs_mask : Tensor or None, shape (batch, grid, n_inputs)
+        Covariates the encoder reads (zero where not given or not to be read).
+    static : Tensor or None, shape (batch, n_static)
+    controls : ControlSchedule or None
+        Future and impulse covariates over all times, for the latent dynamics.
+    """
+
+    inputs: torch.Tensor | None = None
+    inputs_mask: torch.Tensor | None = None
+    static: torch.Tensor | None = None
+    controls: ControlSchedule | None = None
+
+    @classmethod
+    def of_batch(cls, batch, read: torch.Tensor | None = None) -> Covariates | None:
+        """The covariates of a union batch (``latode.data.UnionBatch``), ``None`` when it has
+        none; ``read`` (batch, grid) limits the covariates the encoder reads to those rows."""
+        if batch.inputs is None:
+            return None
+        mask = batch.inputs_mask if read is None else batch.inputs_mask * read.unsqueeze(-1)
+        controls = None if batch.control_times is None else ControlSchedule(
+            batch.control_times, batch.control_steps, batch.control_impulses)
+        return cls(batch.inputs * mask, mask, batch.static, controls)
+
+
+@dataclass
 class LatentContext:
     """What the encoder makes of each series' context.
 
@@ -108,6 +139,8 @@ class LatentContext:
     anchored : Tensor, shape (batch, channels)
         1 where the decoder's output is counted from its value at the origin (channels with a
         last observed value, under ``level="last"``), else 0.
+    controls : ControlSchedule or None
+        The known inputs the latent dynamics follow from the origin on (and before it).
     """
 
     mu: torch.Tensor
@@ -115,6 +148,7 @@ class LatentContext:
     origin: torch.Tensor
     level: torch.Tensor
     anchored: torch.Tensor
+    controls: ControlSchedule | None = None
 
 
 class LatentODE(nn.Module):
@@ -148,6 +182,14 @@ class LatentODE(nn.Module):
         (:class:`~latode.nn.dynamics.ClockedDynamics`) and the decoder too: the model can
         then learn how series evolve with age (time since admission, enrolment, planting).
         It is set, not drawn: at each origin it is the origin's grid time.
+    n_inputs : int
+        Covariate channels the encoder reads besides the values (past, future and impulse
+        covariates in the context).
+    n_static : int
+        Static features per series, read by the encoder's head with the context level.
+    controls : tuple (n_future, n_impulse, rates) or None
+        Inputs of the latent dynamics (:mod:`latode.nn.controls`): piecewise-constant future
+        covariates, impulses and the initial rates of the impulses' compartments.
     """
 
     def __init__(self, n_channels: int, latent_dim: int = 8, hidden: Sequence[int] = (64, 64),
@@ -155,21 +197,34 @@ class LatentODE(nn.Module):
                  solver: SolverOptions | None = None,
                  encoder_solver: SolverOptions | None = None, point_process: bool = False,
                  observation_std: float | None = None, level: str | None = None,
-                 clock: bool = False):
+                 clock: bool = False, n_inputs: int = 0, n_static: int = 0,
+                 controls: tuple[int, int, Sequence[float]] | None = None):
         super().__init__()
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}; got {level!r}.")
+        if controls is not None and point_process:
+            raise ValueError("A latent ODE with future or impulse covariates has no point "
+                             "process yet; fit one or the other.")
         self.solver = solver or SolverOptions()
         self.point_process = point_process
         self.level = level
         self.clock = clock
         # With a point process the encoder also reads when events happened (one more input
         # channel): their timing is information about z.
-        self.encoder = build_encoder(encoder, n_channels + int(point_process), encoder_hidden,
-                                     latent_dim, encoder_solver or SolverOptions(method="euler"),
-                                     extra_inputs=0 if level is None else 2 * n_channels)
-        self.dynamics = CountedDynamics(ClockedDynamics(latent_dim, hidden) if clock
-                                        else MLPDynamics(latent_dim, hidden))
+        self.n_static = n_static
+        self.controlled = controls is not None
+        self.encoder = build_encoder(encoder, n_channels + n_inputs + int(point_process),
+                                     encoder_hidden, latent_dim,
+                                     encoder_solver or SolverOptions(method="euler"),
+                                     extra_inputs=(0 if level is None else 2 * n_channels)
+                                     + n_static)
+        if self.controlled:
+            n_future, n_impulse, rates = controls
+            self.dynamics = CountedDynamics(ControlledDynamics(
+                latent_dim, hidden, ControlSignal(n_future, n_impulse, rates), clock))
+        else:
+            self.dynamics = CountedDynamics(ClockedDynamics(latent_dim, hidden) if clock
+                                            else MLPDynamics(latent_dim, hidden))
         width = max(hidden[-1] if hidden else 32, 16)
         state_dim = latent_dim + int(clock)
         with warnings.catch_warnings():
@@ -217,7 +272,8 @@ class LatentODE(nn.Module):
         counts = events.to(values).unsqueeze(-1)
         return torch.cat([values, counts], -1), torch.cat([mask, (counts > 0).to(mask)], -1)
 
-    def encode(self, times, values, mask, events=None) -> LatentContext:
+    def encode(self, times, values, mask, events=None, covariates: Covariates | None = None
+               ) -> LatentContext:
         """q(z) at each series' last read observation, and its context level.
 
         Parameters
@@ -227,14 +283,29 @@ class LatentODE(nn.Module):
             ``mask`` marks the entries read.
         events : Tensor or None, shape (batch, grid)
             Event counts read (point process only).
+        covariates : Covariates or None
+            The batch's covariates (required by a module built with inputs, static features
+            or controls); ``covariates.inputs_mask`` marks the covariates read.
         """
         level, seen = context_level(values, mask, self.level)
         relative = (values - level.unsqueeze(1)) * mask
-        extra = None if self.level is None else torch.cat([level, seen], dim=-1)
-        mu, logvar, origin = self.encoder(times, *self.encoder_inputs(relative, mask, events),
-                                          extra=extra)
+        parts = [] if self.level is None else [level, seen]
+        read_values, read_mask = self.encoder_inputs(relative, mask, events)
+        controls = None
+        if covariates is not None:
+            if covariates.inputs is not None:
+                read_values = torch.cat([read_values, covariates.inputs], -1)
+                read_mask = torch.cat([read_mask, covariates.inputs_mask], -1)
+            if self.n_static:
+                parts.append(covariates.static)
+            controls = covariates.controls
+        if self.controlled and controls is None:
+            raise ValueError("This latent ODE follows future or impulse covariates: pass "
+                             "their schedule in covariates.controls.")
+        extra = torch.cat(parts, dim=-1) if parts else None
+        mu, logvar, origin = self.encoder(times, read_values, read_mask, extra=extra)
         anchored = seen if self.level == "last" else torch.zeros_like(seen)
-        return LatentContext(mu, logvar, origin, level, anchored)
+        return LatentContext(mu, logvar, origin, level, anchored, controls)
 
     def decode(self, z: torch.Tensor, context: LatentContext, times: torch.Tensor,
                needed: torch.Tensor | None = None) -> torch.Tensor:
@@ -254,21 +325,29 @@ class LatentODE(nn.Module):
         Tensor, shape (samples, batch, T, channels)
         """
         state = self._state(z, context)
+        if self.controlled:
+            self.dynamics.func.drive(context.controls)
         path = solve_at(self.dynamics, state, context.origin, times, self.solver, needed)
         return self._means(path, state, context, needed)
+
+    def _decoded(self, state: torch.Tensor) -> torch.Tensor:
+        """The part of a solved state the decoder reads: z, and the clock with ``clock``."""
+        return state[..., :-1] if self.controlled and not self.clock else state
 
     def _means(self, path: torch.Tensor, state: torch.Tensor, context: LatentContext,
                needed: torch.Tensor | None) -> torch.Tensor:
         """Channel means (samples, batch, T, channels) on a solved ``path`` from ``state``
         at the origins: the decoder's output, counted from its value at the origin where the
         context is anchored, plus the level (zeros outside ``needed``)."""
-        at_origin = self.decoder(state) * context.anchored
+        at_origin = self.decoder(self._decoded(state)) * context.anchored
         offset = context.level.unsqueeze(0) - at_origin  # (samples, batch, channels)
-        return _at_pairs(lambda z, b: self.decoder(z) + offset[:, b], path, needed)
+        return _at_pairs(lambda z, b: self.decoder(self._decoded(z)) + offset[:, b], path,
+                         needed)
 
     def _state(self, z: torch.Tensor, context: LatentContext) -> torch.Tensor:
-        """The solved state at the origins: z, with the clock appended when there is one."""
-        if not self.clock:
+        """The solved state at the origins: z, with the clock appended when the dynamics or
+        the decoder read it (``clock``, or inputs that follow each series' own times)."""
+        if not (self.clock or self.controlled):
             return z
         age = context.origin.to(z).view(1, -1, 1).expand(z.shape[0], -1, 1)
         return torch.cat([z, age], dim=-1)
@@ -325,7 +404,8 @@ class LatentODE(nn.Module):
         return self.log_std.clamp(min=math.log(1e-3))
 
     def elbo_terms(self, times, values, mask, enc_mask=None, events=None, window=None,
-                   n_samples: int = 1, enc_events=None) -> dict[str, torch.Tensor]:
+                   n_samples: int = 1, enc_events=None, covariates: Covariates | None = None
+                   ) -> dict[str, torch.Tensor]:
         """The terms of the bound for ``n_samples`` posterior draws.
 
         Parameters
@@ -344,6 +424,8 @@ class LatentODE(nn.Module):
             Posterior draws.
         enc_events : Tensor or None
             Event counts the encoder may read (default: ``events``).
+        covariates : Covariates or None
+            The batch's covariates, as the encoder may read them.
 
         Returns
         -------
@@ -354,7 +436,8 @@ class LatentODE(nn.Module):
             analytic KL(q || N(0, I)).
         """
         read = mask if enc_mask is None else enc_mask
-        context = self.encode(times, values, read, events if enc_events is None else enc_events)
+        context = self.encode(times, values, read, events if enc_events is None else enc_events,
+                               covariates)
         z = self.draw(context, n_samples)
         needed = mask.sum(-1) > 0
         if self.point_process:
@@ -378,7 +461,8 @@ class LatentODE(nn.Module):
 
     def elbo(self, times, values, mask, enc_mask=None, n_samples: int = 1,
              iwae: bool = False, events=None, window=None, enc_events=None,
-             kl_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+             kl_weight: float = 1.0, covariates: Covariates | None = None
+             ) -> tuple[torch.Tensor, dict[str, float]]:
         """Per-series evidence lower bound (ELBO, or IWAE bound with ``iwae``).
 
         Arguments as in :meth:`elbo_terms`; with a point process the bound covers the values
@@ -391,7 +475,7 @@ class LatentODE(nn.Module):
         (Tensor of shape (batch,), dict of float diagnostics)
         """
         terms = self.elbo_terms(times, values, mask, enc_mask, events, window, n_samples,
-                                enc_events)
+                                enc_events, covariates)
         log_lik = terms["observations"] + terms["events"]
         if iwae:
             weights = log_lik + kl_weight * (terms["log_p"] - terms["log_q"])
