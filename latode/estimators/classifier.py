@@ -42,6 +42,10 @@ __all__ = ["ODENetClassifier", "ResNetClassifier"]
 #: Rows per forward pass in predict: bounds memory on large test sets.
 PREDICT_CHUNK = 1024
 
+#: ``width="auto"``: units of the tabular hidden state, channels of the image feature maps
+#: (the paper's 64; a conv layer's cost grows with the square of its channels).
+AUTO_WIDTH = {"tabular": 256, "images": 64}
+
 #: ``lr_decay="auto"``: the learning rate falls to this fraction of its start by the last of
 #: ``max_epochs`` (an exponential schedule whatever the number of rows).
 AUTO_FINAL_LR_FRACTION = 1 / 30
@@ -68,7 +72,7 @@ class _ImageShape(Predicate):
 NET_CONSTRAINTS = {
     **{k: COMMON_CONSTRAINTS[k] for k in _TRAINING},
     "input_shape": [InstanceOf(type(None), description="None"), _ImageShape()],
-    "width": [Interval(int, 1, None)],
+    "width": [Options(("auto",)), Interval(int, 1, None)],
     "downsample": [Options(("auto",)), Interval(int, 0, None)],
     "standardize": [InstanceOf(bool)],
 }
@@ -189,6 +193,11 @@ class _NetClassifier(ClassifierMixin, TorchEstimator):
                 f"Images of {shape[1]}x{shape[2]} pixels are too small for downsample="
                 f"{steps} (each step halves them); lower downsample or use 'auto'."
             )
+
+    def _width(self) -> int:
+        if self.width != "auto":
+            return int(self.width)
+        return AUTO_WIDTH["tabular" if self.input_shape is None else "images"]
 
     def _downsample_steps(self) -> int:
         if self.downsample != "auto":
@@ -325,8 +334,9 @@ _COMMON_DOC = """
         Rows of ``X`` are images flattened in C-order: convolutional stem (a 3x3
         convolution, then ``downsample`` stride-2 convolutions), convolutional blocks and a
         globally pooled head. ``None``: tabular rows, a linear stem and MLP blocks.
-    width : int, default=64
-        Channels of the feature maps (images) or units of the hidden state (tabular).
+    width : int or "auto"
+        Channels of the feature maps (images) or units of the hidden state (tabular);
+        ``"auto"``: 256 units for tabular rows, the paper's 64 channels for images.
     downsample : int or "auto", default="auto"
         Stride-2 convolutions of the image stem. ``"auto"``: the paper's 2, fewer while the
         feature maps would fall under 4x4 (28x28 images: 2, 8x8: 1). Ignored for tabular X.
@@ -416,7 +426,7 @@ class ODENetClassifier(_NetClassifier):
         "lr_decay": [Options(("auto",)), *SCHEDULE_CONSTRAINTS["lr_decay"]],
     }
 
-    def __init__(self, input_shape=None, width=256, downsample="auto", *, solver="bosh3",
+    def __init__(self, input_shape=None, width="auto", downsample="auto", *, solver="bosh3",
                  rtol=1e-1, atol=1e-1, adjoint=False, step_size=None, max_num_steps=1000,
                  max_epochs=20, batch_size=128, learning_rate=3e-3, lr_decay="auto",
                  weight_decay=0.0, grad_clip=None, patience=5, validation_fraction=0.0,
@@ -445,7 +455,7 @@ class ODENetClassifier(_NetClassifier):
 
     def _build_module(self, n_features: int, n_classes: int) -> torch.nn.Module:
         return build_classifier_net(
-            n_features, n_classes, input_shape=self.input_shape, width=int(self.width),
+            n_features, n_classes, input_shape=self.input_shape, width=self._width(),
             downsample=self._downsample_steps(), body="ode", **self._module_solvers())
 
     def _module_solvers(self, *, predicting: bool = False) -> dict[str, SolverOptions]:
@@ -508,5 +518,5 @@ class ResNetClassifier(_NetClassifier):
 
     def _build_module(self, n_features: int, n_classes: int) -> torch.nn.Module:
         return build_classifier_net(
-            n_features, n_classes, input_shape=self.input_shape, width=int(self.width),
+            n_features, n_classes, input_shape=self.input_shape, width=self._width(),
             downsample=self._downsample_steps(), body="resnet", n_blocks=int(self.n_blocks))

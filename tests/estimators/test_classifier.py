@@ -170,6 +170,7 @@ def test_defaults_fit_small_tables_with_a_rate_that_decays_over_the_run():
     X, y = blobs(n=150, seed=1)
     clf = ODENetClassifier(verbose=0, random_state=0).fit(X, y)
     assert clf.score(X, y) > 0.95
+    assert clf.module_.stem.out_features == 256  # width="auto" on tabular rows
     rates = [r["lr"] for r in clf.history_]
     assert len(rates) == 20 and "val_loss" not in clf.history_[-1]  # every row trains
     assert rates == sorted(rates, reverse=True)
