@@ -278,8 +278,8 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
     def _fit_module(self, module, packed, *args, **kwargs):
         if self.point_process:
             initialise_rate(module.intensity, packed)
-        if module.controlled:
-            module.dynamics.func.signal.set_rates(initial_rates(input_spacing(packed)))
+        if module.dosed:
+            module.dose_response.set_rates(initial_rates(input_spacing(packed)))
         super()._fit_module(module, packed, *args, **kwargs)
 
     def _converter_options(self):

@@ -24,7 +24,7 @@ from torch import nn
 
 from latode._numerics import CountedDynamics, SolverOptions
 from latode._numerics.paths import solve_at
-from latode.nn.controls import ControlledDynamics, ControlSchedule, ControlSignal
+from latode.nn.controls import ControlledDynamics, ControlSchedule, DoseResponse, initial_rates
 from latode.nn.dynamics import ClockedDynamics, MLPDynamics, mlp
 from latode.nn.encoders import build_encoder
 from latode.nn.likelihoods import gaussian_kl_standard, masked_gaussian_log_likelihood
@@ -188,8 +188,9 @@ class LatentODE(nn.Module):
     n_static : int
         Static features per series, read by the encoder's head with the context level.
     controls : tuple (n_future, n_impulse, rates) or None
-        Inputs of the latent dynamics (:mod:`latode.nn.controls`): piecewise-constant future
-        covariates, impulses and the initial rates of the impulses' compartments.
+        Known inputs (:mod:`latode.nn.controls`): piecewise-constant future covariates, which
+        drive the latent dynamics, and impulses (doses), whose compartment curves (starting
+        at ``rates``) add to the means with amplitudes set by each series' latent state.
     """
 
     def __init__(self, n_channels: int, latent_dim: int = 8, hidden: Sequence[int] = (64, 64),
@@ -212,16 +213,19 @@ class LatentODE(nn.Module):
         # With a point process the encoder also reads when events happened (one more input
         # channel): their timing is information about z.
         self.n_static = n_static
-        self.controlled = controls is not None
+        n_future, n_impulse, rates = controls or (0, 0, initial_rates(1.0))
+        # Held inputs drive the dynamics; doses add their response to the decoded means.
+        self.controlled = n_future > 0
+        self.dosed = n_impulse > 0
+        self.latent_dim = latent_dim
         self.encoder = build_encoder(encoder, n_channels + n_inputs + int(point_process),
                                      encoder_hidden, latent_dim,
                                      encoder_solver or SolverOptions(method="euler"),
                                      extra_inputs=(0 if level is None else 2 * n_channels)
                                      + n_static)
         if self.controlled:
-            n_future, n_impulse, rates = controls
-            self.dynamics = CountedDynamics(ControlledDynamics(
-                latent_dim, hidden, ControlSignal(n_future, n_impulse, rates), clock))
+            self.dynamics = CountedDynamics(ControlledDynamics(latent_dim, hidden, n_future,
+                                                               clock))
         else:
             self.dynamics = CountedDynamics(ClockedDynamics(latent_dim, hidden) if clock
                                             else MLPDynamics(latent_dim, hidden))
@@ -231,6 +235,10 @@ class LatentODE(nn.Module):
             # A pure point process has no value channel: the decoder's last layer is empty.
             warnings.filterwarnings("ignore", "Initializing zero-element tensors")
             self.decoder = mlp(state_dim, (width,), n_channels)
+        if self.dosed:
+            self.dose_response = DoseResponse(n_impulse, rates)
+            self.dose_amplitude = nn.Linear(latent_dim,
+                                            n_channels * self.dose_response.n_features)
         # Per-channel observation noise, learned from 0.1 or fixed. A buffer when fixed: the
         # name stays "log_std", so saved weights load either way into a matching module.
         if observation_std is None:
@@ -299,7 +307,7 @@ class LatentODE(nn.Module):
             if self.n_static:
                 parts.append(covariates.static)
             controls = covariates.controls
-        if self.controlled and controls is None:
+        if (self.controlled or self.dosed) and controls is None:
             raise ValueError("This latent ODE follows future or impulse covariates: pass "
                              "their schedule in covariates.controls.")
         extra = torch.cat(parts, dim=-1) if parts else None
@@ -328,21 +336,44 @@ class LatentODE(nn.Module):
         if self.controlled:
             self.dynamics.func.drive(context.controls)
         path = solve_at(self.dynamics, state, context.origin, times, self.solver, needed)
-        return self._means(path, state, context, needed)
+        return self._means(path, state, context, needed, times)
 
     def _decoded(self, state: torch.Tensor) -> torch.Tensor:
         """The part of a solved state the decoder reads: z, and the clock with ``clock``."""
         return state[..., :-1] if self.controlled and not self.clock else state
 
     def _means(self, path: torch.Tensor, state: torch.Tensor, context: LatentContext,
-               needed: torch.Tensor | None) -> torch.Tensor:
+               needed: torch.Tensor | None, times: torch.Tensor) -> torch.Tensor:
         """Channel means (samples, batch, T, channels) on a solved ``path`` from ``state``
         at the origins: the decoder's output, counted from its value at the origin where the
         context is anchored, plus the level (zeros outside ``needed``)."""
         at_origin = self.decoder(self._decoded(state)) * context.anchored
         offset = context.level.unsqueeze(0) - at_origin  # (samples, batch, channels)
-        return _at_pairs(lambda z, b: self.decoder(self._decoded(z)) + offset[:, b], path,
-                         needed)
+        means = _at_pairs(lambda z, b: self.decoder(self._decoded(z)) + offset[:, b], path,
+                          needed)
+        if self.dosed:
+            means = means + self._dose_effect(state[..., :self.latent_dim], context, times,
+                                              needed)
+        return means
+
+    def _dose_effect(self, z: torch.Tensor, context: LatentContext, times: torch.Tensor,
+                     needed: torch.Tensor | None) -> torch.Tensor:
+        """The doses' response (samples, batch, T, channels) at the ``needed`` pairs: each
+        series' compartment curves weighted by amplitudes its latent state ``z`` at the
+        origin sets (counted from the origin where the context is anchored)."""
+        samples, batch = z.shape[:2]
+        response = self.dose_response
+        amplitude = self.dose_amplitude(z).view(samples, batch, -1, response.n_features)
+        if needed is None:
+            needed = torch.ones(batch, len(times), dtype=torch.bool, device=z.device)
+        series, time = needed.nonzero(as_tuple=True)
+        curves = response(times[time], context.controls.of_series(series))  # (pairs, F)
+        effect = (amplitude[:, series] * curves.unsqueeze(1)).sum(-1)
+        at_origin = (amplitude * response(context.origin.to(z), context.controls)
+                     .unsqueeze(1)).sum(-1) * context.anchored
+        out = effect.new_zeros((samples, batch, len(times), effect.shape[-1]))
+        out[:, series, time] = effect - at_origin[:, series]
+        return out
 
     def _state(self, z: torch.Tensor, context: LatentContext) -> torch.Tensor:
         """The solved state at the origins: z, with the clock appended when the dynamics or
@@ -369,7 +400,7 @@ class LatentODE(nn.Module):
         state0 = torch.cat([z, z.new_zeros(z.shape[:-1] + (1,))], -1)
         state = solve_at(self.augmented, state0, context.origin, times, self.solver, needed)
         path, cumulative = state[..., :-1], state[..., -1]
-        means = self._means(path, z, context, needed)
+        means = self._means(path, z, context, needed, times)
         return means, _at_pairs(lambda z, b: self.intensity.log_rate(z), path, needed), \
             cumulative
 
