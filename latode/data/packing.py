@@ -216,6 +216,8 @@ class PackedSeries:
             present=torch.as_tensor(present, dtype=dtype, device=device),
             series=series, origins=origins, events=events,
         )
+        if self.static is not None:
+            batch.static = torch.as_tensor(self.static[series], dtype=dtype, device=device)
         if self.inputs is not None:
             self._add_inputs(batch, rows, batch_row, column, dtype, device, future,
                              future_series)
@@ -223,7 +225,7 @@ class PackedSeries:
 
     def _add_inputs(self, batch: UnionBatch, rows, batch_row, column, dtype, device,
                     future: PackedSeries | None, future_series: np.ndarray | None) -> None:
-        """Covariates, static features and the control schedule of ``batch``."""
+        """Covariates and the control schedule of ``batch``."""
         def tensor(array):
             return torch.as_tensor(array, dtype=dtype, device=device)
 
@@ -233,8 +235,6 @@ class PackedSeries:
         inputs[batch_row, column] = np.where(given, self.inputs[rows], 0.0)
         inputs_mask[batch_row, column] = given
         batch.inputs, batch.inputs_mask = tensor(inputs), tensor(inputs_mask)
-        if self.static is not None:
-            batch.static = tensor(self.static[batch.series])
         controls = self.controls
         if not controls:
             return

@@ -117,7 +117,7 @@ class Covariates:
         """The covariates of a union batch (``latode.data.UnionBatch``), ``None`` when it has
         none; ``read`` (batch, grid) limits the covariates the encoder reads to those rows."""
         if batch.inputs is None:
-            return None
+            return None if batch.static is None else cls(static=batch.static)
         mask = batch.inputs_mask if read is None else batch.inputs_mask * read.unsqueeze(-1)
         controls = None if batch.control_times is None else ControlSchedule(
             batch.control_times, batch.control_steps, batch.control_impulses)

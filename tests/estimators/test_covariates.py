@@ -160,3 +160,16 @@ def test_forecasters_without_covariates_refuse_static_features(dosing):
     with pytest.raises(ValueError, match="RNNForecaster does not read static features"):
         RNNForecaster(max_epochs=1, verbose=0).fit(
             dosing.frame.dropna(subset=["conc"]).drop(columns="dose"), static_df=dosing.static)
+
+
+def test_static_features_alone_reach_the_encoder():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"unique_id": np.repeat(np.arange(6), 5), "ds": np.tile(np.arange(5.0), 6),
+                       "y": rng.normal(size=30)})
+    static = pd.DataFrame({"unique_id": np.arange(6), "unit": list("abcabc"),
+                           "age": [50.0, 60.0, None, 70.0, 40.0, 55.0]})
+    model = LatentODEForecaster(**FAST).fit(df, static_df=static)
+    kw = {"horizon": [1.0], "quantiles": None, "n_samples": 4}
+    base = model.predict(df, static_df=static, **kw)
+    other = model.predict(df, static_df=static.assign(unit=list("bcabca")), **kw)
+    assert not np.allclose(base["y"], other["y"])
