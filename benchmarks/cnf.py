@@ -22,11 +22,19 @@ decayed by 0.9995 per step, early stopping on a 10% validation split (FFJORD tra
 flows for 10 000 iterations of 100 points). Settings were chosen on separate development
 draws (seeds 1 and 2), never on the test sets reported here.
 
+Beside that tuned flow, a **defaults** row per set: ``CNFDensityEstimator(random_state=0)``
+with nothing else set, its fit seconds and nats, and its paired difference to the mixture
+(target: within 0.02 nats of it on moons, circles and 8 Gaussians).
+
 RNODE regularisation's effect on the solver's work is measured by ``rnode.py``, which
 imports this script's data, settings and :func:`cnf_run`.
 
-Run ``python benchmarks/cnf.py --jobs 2 --cache DIR`` (68 minutes on 2 CPU cores, 85 beside
-``rnode.py``; an interrupted run resumes from DIR) or ``--quick`` (< 1 minute).
+Run ``python benchmarks/cnf.py --jobs 2 --cache DIR`` (about 90 minutes on 2 CPU cores; an
+interrupted run resumes from DIR) or ``--quick`` (< 1 minute). ``--defaults-only`` fits the
+defaults row and the mixture, KDE and true density again (about 25 minutes on one core) and
+takes the tuned CNF's and the planar flow's columns from the results file already written,
+on the same data; each row's ``tuned_and_planar_from`` names the run they come from, and
+the density plots are left as that run drew them.
 """
 
 from __future__ import annotations
@@ -55,9 +63,12 @@ CELLS_COLUMNS = ("avg_inten_ch_1", "avg_inten_ch_2", "avg_inten_ch_3", "avg_inte
 # Training budgets are in optimisation steps (batches), so a small data set is not trained
 # less: epochs = steps / batches per epoch; early stopping waits patience_steps.
 FULL = dict(n_train=5_000, n_test=5_000, train_steps=5000, patience_steps=1000,
-            gmm_max_components=40)
+            gmm_max_components=40, defaults_overrides={})
+# The quick run's "defaults" row trains 2 epochs: a smoke test of the code path, no more.
 QUICK = dict(n_train=300, n_test=200, train_steps=2, patience_steps=None,
-             gmm_max_components=4)
+             gmm_max_components=4, defaults_overrides={"max_epochs": 2})
+#: The sets where the defaults should be within 0.02 nats of the mixture.
+DEFAULTS_TARGET_SETS = ("moons", "circles", "8gaussians")
 CNF_SETTINGS = dict(hidden=(64, 64, 64), batch_size=512, learning_rate=5e-3, lr_decay=0.9995,
                     rtol=1e-3, atol=1e-3, eval_rtol=1e-5, eval_atol=1e-5, device="cpu",
                     random_state=0)
@@ -158,6 +169,62 @@ class TrueDensity:
         return toy2d_log_density(self.name, X)
 
 
+def defaults_run(X_train, X_test, config) -> dict:
+    """``CNFDensityEstimator(random_state=0)``, nothing else set: what a user gets."""
+    start = time.perf_counter()
+    cnf = CNFDensityEstimator(random_state=0, **config["defaults_overrides"]).fit(X_train)
+    fit_s = time.perf_counter() - start
+    scores = cnf.score_samples(X_test)
+    return {"defaults": float(scores.mean()), "scores": scores, "defaults_fit_s": fit_s,
+            "defaults_epochs": cnf.n_epochs_, "defaults_best_epoch": cnf.best_epoch_,
+            "defaults_nfe_step": float(np.mean([h["nfe_forward"] for h in cnf.history_]))}
+
+
+def defaults_columns(row: dict, run: dict, scores: dict) -> None:
+    """Add the defaults row's columns (and its paired differences) to a set's ``row``."""
+    row.update({k: v for k, v in run.items() if k != "scores"})
+    for key in ("gmm", "true"):
+        if scores.get(key) is not None:
+            row[f"defaults_minus_{key}"], row[f"defaults_minus_{key}_se"] = paired_difference(
+                run["scores"], scores[key])
+    row["defaults_within_0.02_of_gmm"] = row["defaults_minus_gmm"] >= -0.02
+
+
+def baselines(name, X_train, X_test, config) -> tuple[dict, dict, dict]:
+    """The mixture, the KDE and (2-D sets) the true density: fitted models, fit seconds and
+    held-out scores."""
+    start = time.perf_counter()
+    gmm = fit_gmm(X_train, config["gmm_max_components"])
+    gmm_s = time.perf_counter() - start
+    start = time.perf_counter()
+    kde = StandardisedKDE().fit(X_train)
+    kde_s = time.perf_counter() - start
+    models = {"GMM": gmm, "KDE": kde}
+    if name in TOY_SETS:
+        models["true"] = TrueDensity(name)
+    scores = {key: models[label].score_samples(X_test) if label in models else None
+              for key, label in (("gmm", "GMM"), ("kde", "KDE"), ("true", "true"))}
+    return models, {"gmm_fit_s": gmm_s, "kde_fit_s": kde_s}, scores
+
+
+def evaluate_defaults_only(name, X_train, X_test, config, earlier: dict) -> dict:
+    """The defaults row and the baselines refitted; the tuned CNF's and the planar flow's
+    columns copied from ``earlier`` (a row of the results file, same data and settings)."""
+    run = defaults_run(X_train, X_test, config)
+    models, seconds, scores = baselines(name, X_train, X_test, config)
+    gmm = models["GMM"]
+    row = {**earlier, **seconds, "dataset": name,
+           "gmm_components": gmm.n_components, "gmm_params": mixture_parameters(gmm),
+           "kde_bandwidth": float(models["KDE"].bandwidth_)}
+    for key in ("gmm", "kde", "true"):
+        row[key] = None if scores[key] is None else float(scores[key].mean())
+    for key in ("gmm", "kde"):
+        row[f"{key}_below_true"] = None if row["true"] is None else row["true"] - row[key]
+    defaults_columns(row, run, scores)
+    row["defaults_below_true"] = None if row["true"] is None else row["true"] - row["defaults"]
+    return row
+
+
 def evaluate_set(name, X_train, X_test, config) -> tuple[dict, dict]:
     """The table row and the fitted models (with the true density, where known) to plot."""
     cnf, plain = cnf_run(X_train, X_test, config)
@@ -205,6 +272,8 @@ def evaluate_set(name, X_train, X_test, config) -> tuple[dict, dict]:
     for key in ("cnf", "planar", "gmm", "kde"):
         row[f"{key}_below_true"] = None if row["true"] is None else row["true"] - row[key]
     row["cnf_beats_planar_and_gmm"] = row["cnf"] > max(row["planar"], row["gmm"])
+    defaults_columns(row, defaults_run(X_train, X_test, config), scores)
+    row["defaults_below_true"] = None if row["true"] is None else row["true"] - row["defaults"]
     return row, models
 
 
@@ -250,20 +319,47 @@ def density_plot(name: str, X_train: np.ndarray, grids: dict, path: Path) -> Non
 
 
 # ------------------------------------------------------------------------------ main
+def earlier_rows(config: dict, quick: bool) -> dict:
+    """The rows of the results file already written, by data set, for ``--defaults-only``;
+    refused when that run used other data or settings. ``"_environment"`` is the run's own
+    environment (or, if it was itself a defaults-only run, the one its tuned rows came
+    from)."""
+    path = RESULTS_DIR / f"cnf{'-quick' if quick else ''}.json"
+    if not path.exists():
+        raise SystemExit(f"--defaults-only needs an earlier full run's {path}; run without it.")
+    earlier = json.loads(path.read_text())
+    settings = earlier["settings"]
+    for key in ("n_train", "n_test", "train_steps", "patience_steps", "gmm_max_components"):
+        if settings.get(key) != config[key]:
+            raise SystemExit(f"{path} was run with {key}={settings.get(key)!r}, this run has "
+                             f"{config[key]!r}: rerun in full.")
+    tuned = json.loads(json.dumps({"cnf": CNF_SETTINGS, "planar": PLANAR_SETTINGS}))
+    if {k: settings[k] for k in ("cnf", "planar")} != tuned:
+        raise SystemExit(f"{path} was run with other CNF or planar settings: rerun in full.")
+    environment = earlier.get("environment_tuned_and_planar", earlier["environment"])
+    rows = {row["dataset"]: {**row, "tuned_and_planar_from": environment.get("git_commit")}
+            for row in earlier["loglik"]}
+    rows["_environment"] = environment
+    return rows
+
+
 def run_set(task: tuple) -> tuple[dict, dict]:
     """Fit and score every model on one data set (a worker); with a cache folder, a data set
     already done by an interrupted run is read back instead of refitted."""
-    name, X_train, X_test, config, threads, cache = task
+    name, X_train, X_test, config, threads, cache, earlier = task
     stored = None if cache is None else Path(cache) / f"{name}.npz"
     if stored is not None and stored.exists():
         saved = np.load(stored, allow_pickle=False)
         return json.loads(str(saved["row"])), {k: saved[k] for k in saved.files if k != "row"}
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    row, models = evaluate_set(name, X_train, X_test, config)
-    grids = density_grids(X_train, models) if X_train.shape[1] == 2 else {}
-    print_table([row], ["dataset", "cnf", "planar", "gmm", "kde", "true", "cnf_epochs",
-                        "cnf_fit_s"])
+    if earlier is None:
+        row, models = evaluate_set(name, X_train, X_test, config)
+        grids = density_grids(X_train, models) if X_train.shape[1] == 2 else {}
+    else:
+        row, grids = evaluate_defaults_only(name, X_train, X_test, config, earlier), {}
+    print_table([row], ["dataset", "cnf", "defaults", "planar", "gmm", "kde", "true",
+                        "cnf_epochs", "defaults_epochs", "cnf_fit_s", "defaults_fit_s"])
     if stored is not None:
         stored.parent.mkdir(parents=True, exist_ok=True)
         np.savez(stored, row=json.dumps(row), **grids)
@@ -274,6 +370,10 @@ def main() -> None:
     def extra(parser):
         parser.add_argument("--jobs", type=int, default=1,
                             help="data sets fitted in parallel processes")
+        parser.add_argument("--defaults-only", action="store_true",
+                            help="fit only the defaults row and the mixture, KDE and true "
+                                 "density; take the tuned CNF and the planar flow from the "
+                                 "results file already written (rows say which run)")
         parser.add_argument("--cache", default=None,
                             help="folder keeping each finished data set, so an interrupted "
                                  "run resumes where it stopped (use a fresh one after "
@@ -285,7 +385,8 @@ def main() -> None:
     datasets = [(name, make_toy2d(name, config["n_train"], random_state=100),
                  make_toy2d(name, config["n_test"], random_state=200)) for name in TOY_SETS]
     datasets.append((TABULAR_SET, *load_cells(seed=300)))
-    tasks = [(name, X_train, X_test, config, args.threads, args.cache)
+    earlier = earlier_rows(config, args.quick) if args.defaults_only else {}
+    tasks = [(name, X_train, X_test, config, args.threads, args.cache, earlier.get(name))
              for name, X_train, X_test in datasets]
     # Longest first (development runs: two spirals, checkerboard), so workers finish together.
     longest = ("2spirals", "checkerboard", "circles")
@@ -295,11 +396,13 @@ def main() -> None:
     rows = [results[i][0] for i in range(len(tasks))]
     suffix = "-quick" if args.quick else ""
     for i, (name, X_train, _) in enumerate(datasets):
+        if args.defaults_only:
+            break  # the plots draw the tuned CNF, which this run did not fit
         grids = results[i][1]
         if grids:
             density_plot(name, X_train, grids, RESULTS_DIR / f"cnf-{name}{suffix}.png")
-    print_table(rows, ["dataset", "d", "n_train", "cnf", "planar", "gmm", "kde", "true",
-                       "cnf_params", "planar_layers", "gmm_components", "cnf_epochs",
+    print_table(rows, ["dataset", "d", "n_train", "cnf", "defaults", "planar", "gmm", "kde",
+                       "true", "cnf_params", "planar_layers", "gmm_components", "cnf_epochs",
                        "cnf_beats_planar_and_gmm"],
                 title="Held-out mean log-likelihood (nats per point, data units; higher is "
                       "better; true: the generating density)")
@@ -310,6 +413,12 @@ def main() -> None:
                        "cnf_minus_gmm_se", "gmm_params", "gmm_params_over_2n"],
                 title="CNF minus planar flow and minus mixture over the same test points, "
                       "with standard errors; the mixture's parameter count p and p / 2n")
+    print_table(rows, ["dataset", "defaults", "defaults_minus_gmm", "defaults_minus_gmm_se",
+                       "defaults_below_true", "defaults_fit_s", "defaults_epochs",
+                       "defaults_best_epoch", "defaults_within_0.02_of_gmm"],
+                title="Defaults: CNFDensityEstimator(random_state=0), nothing else set; "
+                      "minus the mixture over the same test points (target: >= -0.02 on "
+                      + ", ".join(DEFAULTS_TARGET_SETS) + "); fit seconds on one thread")
     payload = {
         "settings": {**config, "cnf": CNF_SETTINGS, "planar": PLANAR_SETTINGS,
                      "cells_columns": CELLS_COLUMNS,
@@ -323,9 +432,19 @@ def main() -> None:
         "targets": {
             "cnf_beats_planar_and_gmm_everywhere": all(r["cnf_beats_planar_and_gmm"]
                                                        for r in rows),
+            "defaults_within_0.02_of_gmm_on_" + "_".join(DEFAULTS_TARGET_SETS): all(
+                r["defaults_within_0.02_of_gmm"] for r in rows
+                if r["dataset"] in DEFAULTS_TARGET_SETS),
         },
         "total_s": time.perf_counter() - started,
     }
+    if args.defaults_only:
+        payload["runs"] = (
+            "defaults-only run: the defaults, GMM, KDE and true columns (and the timings "
+            "and differences built on them) come from this run; the tuned CNF's and the "
+            "planar flow's columns, their differences and the density plots from the run in "
+            "'environment_tuned_and_planar', on the same data and settings")
+        payload["environment_tuned_and_planar"] = earlier["_environment"]
     path = write_results(__file__, payload, quick=args.quick)
     print(f"wrote {path} in {payload['total_s']:.0f} s")
 

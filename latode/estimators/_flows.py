@@ -8,18 +8,34 @@ Inputs are standardised, x -> u = (x - mean) / scale, and the log-determinant of
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import DensityMixin
 
-from latode.estimators._base import TorchEstimator, resolve_device, seed_from
+from latode.estimators._base import TorchEstimator, decay_over, resolve_device, seed_from
 from latode.estimators._inputs import check_positive_int, check_rows
 
-__all__ = ["FlowDensityEstimator"]
+__all__ = ["FlowDensityEstimator", "AUTO_TRAIN_STEPS", "AUTO_EPOCH_STEPS",
+           "AUTO_PATIENCE_STEPS", "AUTO_FINAL_LR_FRACTION"]
 
 _CHUNK = 4096  # rows per evaluation solve, to bound memory
+
+#: ``max_epochs="auto"``: as many epochs as give this many optimisation steps, so that a
+#: small data set is not trained less and a large one not for longer than it needs.
+AUTO_TRAIN_STEPS = 1200
+#: ``max_epochs="auto"``: an epoch is as many passes over the training rows as make at least
+#: this many steps, so the held-out likelihood (a tight solve) is not computed every step or
+#: two on small data.
+AUTO_EPOCH_STEPS = 10
+#: ``patience="auto"``: stop after this many steps' worth of epochs without a better
+#: held-out likelihood.
+AUTO_PATIENCE_STEPS = 400
+#: ``lr_decay="auto"``: the learning rate falls to this fraction of its start over the
+#: ``max_epochs`` budget.
+AUTO_FINAL_LR_FRACTION = 0.1
 
 
 class FlowDensityEstimator(DensityMixin, TorchEstimator):
@@ -48,6 +64,25 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
 
     def _extra_state(self) -> dict[str, Any]:
         return {}
+
+    def _schedule(self, n_train: int) -> tuple[int, int, int | None, float]:
+        """Passes over the training rows per epoch, ``max_epochs``, ``patience`` and the
+        per-step ``lr_decay`` for ``n_train`` training rows; ``"auto"`` values resolved from
+        the number of steps an epoch takes."""
+        per_pass = max(1, math.ceil(n_train / int(self.batch_size)))
+        passes = 1
+        if self.max_epochs == "auto":
+            passes = max(1, math.ceil(AUTO_EPOCH_STEPS / per_pass))
+        per_epoch = passes * per_pass
+        max_epochs = (math.ceil(AUTO_TRAIN_STEPS / per_epoch) if self.max_epochs == "auto"
+                      else int(self.max_epochs))
+        patience = self.patience
+        if patience == "auto":
+            patience = math.ceil(AUTO_PATIENCE_STEPS / per_epoch)
+        decay = getattr(self, "lr_decay", 1.0)
+        if decay == "auto":
+            decay = decay_over(max_epochs * per_epoch, AUTO_FINAL_LR_FRACTION)
+        return passes, max_epochs, patience, float(decay)
 
     # --------------------------------------------------------------------- fit
     def fit(self, X, y=None, *, checkpoint_dir=None, tracking=None):
@@ -103,19 +138,25 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
                 n_val = 0  # too few rows to hold some out: monitor the training loss
             train, held_out = u[order[n_val:].to(device)], u[order[:n_val].to(device)]
 
+            passes, max_epochs, patience, lr_decay = self._schedule(len(train))
+
             def batches(generator: torch.Generator):
-                perm = torch.randperm(len(train), generator=generator).to(device)
-                return [train[perm[i:i + self.batch_size]]
-                        for i in range(0, len(train), self.batch_size)]
+                epoch = []
+                for _ in range(passes):
+                    perm = torch.randperm(len(train), generator=generator).to(device)
+                    epoch += [train[perm[i:i + self.batch_size]]
+                              for i in range(0, len(train), self.batch_size)]
+                return epoch
 
             def validate(mod):
                 return {"val_loss": -float(self._chunked_log_prob(mod, held_out).mean())}
 
             self._train(
-                module, self._batch_loss, batches, max_epochs=self.max_epochs,
-                patience=self.patience, validate=validate if n_val else None,
+                module, self._batch_loss, batches, max_epochs=max_epochs,
+                patience=patience, validate=validate if n_val else None,
                 seed=seed, checkpoint_dir=checkpoint_dir, tracking=tracking,
                 data_summary={"n_samples": n_samples, "n_features": n_features},
+                lr_decay=lr_decay,
             )
         module.eval()
         self.module_ = module

@@ -157,6 +157,22 @@ def test_learning_rate_decays_per_step_to_its_floor(estimator):
     assert [r["lr"] for r in estimator.history_] == pytest.approx([0.025, 0.02, 0.02])
 
 
+def test_auto_budget_is_in_steps_whatever_the_row_count(monkeypatch):
+    import latode.estimators._flows as flows
+
+    monkeypatch.setattr(flows, "AUTO_TRAIN_STEPS", 40)
+    params = dict(SMALL_CNF, max_epochs="auto", lr_decay="auto", learning_rate=0.05,
+                  random_state=0)
+    for n_rows, epochs in ((128, 4), (1100, 3)):
+        # 128 rows, 10% held out, batches of 64: 2 steps a pass, so 5 passes make an epoch
+        # of AUTO_EPOCH_STEPS = 10 steps and 40 steps 4 epochs. 1100 rows: 16 steps a pass,
+        # one pass an epoch, 3 epochs (48 steps).
+        cnf = CNFDensityEstimator(**params).fit(gaussian_data(n_rows, seed=5))
+        assert cnf.n_epochs_ == epochs
+        assert cnf.history_[-1]["lr"] == pytest.approx(0.05 * flows.AUTO_FINAL_LR_FRACTION,
+                                                       rel=1e-4)
+
+
 @pytest.mark.parametrize("params", [{"lr_decay": 0.0}, {"lr_decay": 1.5},
                                     {"min_learning_rate": -1.0}])
 def test_bad_schedule_is_named(params):
