@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--target", action="append", metavar="COL",
                      help="value column; repeat for several (default: every numeric column)")
     fit.add_argument("--config", type=Path, metavar="YAML", help="YAML file: model, params, columns, tracking")
+    fit.add_argument("--static", type=Path, metavar="FILE",
+                     help="static features, one row per series (its id column), .csv or .parquet")
+    for role, what in (("past", "observed with the targets, read up to the origin"),
+                       ("future", "known ahead, held from each row to the next"),
+                       ("impulse", "amounts given at an instant, e.g. doses")):
+        fit.add_argument(f"--{role}", action="append", metavar="COL",
+                         help=f"{role} covariate column ({what}); repeat for several")
     fit.add_argument("--max-epochs", type=int, metavar="N", help="override params.max_epochs")
     fit.add_argument("--seed", type=int, metavar="N", help="override params.random_state")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -89,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     when.add_argument("--timestamps", metavar="T[,T...]|FILE", help="times to forecast for every series ('t1,t2'), or "
                       "a .csv/.parquet file of (id, time) rows")
     predict.add_argument("--freq", metavar="F", help="spacing of a regular grid up to --horizon")
+    predict.add_argument("--static", type=Path, metavar="FILE",
+                         help="static features of the series, as given to 'latode fit --static'")
+    predict.add_argument("--future", type=Path, metavar="FILE",
+                         help="future and impulse covariates after each context (id, time, "
+                         "those columns), up to the last forecast time")
     _forecast_arguments(predict)
     predict.add_argument("--out", required=True, type=Path, metavar="FILE",
                          help="where to write the forecast, .csv or .parquet")
@@ -220,7 +232,9 @@ def _make_estimator(args: argparse.Namespace, config: dict[str, Any]):
     params["time_col"] = args.time_col or columns.get("time", params.get("time_col", "ds"))
     targets = args.target or columns.get("targets", params.get("target_cols"))
     params["target_cols"] = list(targets) if isinstance(targets, (list, tuple)) else targets
-    for key, value in (("max_epochs", args.max_epochs), ("random_state", args.seed)):
+    for key, value in (("max_epochs", args.max_epochs), ("random_state", args.seed),
+                       ("past_covariates", args.past), ("future_covariates", args.future),
+                       ("impulse_covariates", args.impulse)):
         if value is not None:
             params[key] = value
     params["verbose"] = 0 if args.quiet else params.get("verbose", 1)
@@ -281,7 +295,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     # Under torchrun every rank fits (data-parallel); rank 0 alone writes and reports.
     failed = True
     try:
-        estimator.fit(data, tracking=tracking)
+        static = None if args.static is None else read_frame(args.static)
+        estimator.fit(data, tracking=tracking,
+                      **({} if static is None else {"static_df": static}))
         status = _write_fitted(args, estimator) if distributed.is_main() else 0
         failed = False
         return status
@@ -355,6 +371,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.freq is not None:
             raise UsageError("--freq goes with --horizon, not --timestamps")
         kwargs["timestamps"] = _timestamps(args.timestamps, model)
+    if args.static is not None:
+        kwargs["static_df"] = read_frame(args.static)
+    if args.future is not None:
+        kwargs["future_df"] = read_frame(args.future, conv.time_col, conv.time_axis_.kind)
     forecast = model.predict(context, quantiles=_floats(args.quantiles, "--quantiles") or None,
                              level=_floats(args.level, "--level") or None,
                              n_samples=args.n_samples, random_state=args.seed, **kwargs)

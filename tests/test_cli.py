@@ -245,3 +245,32 @@ def test_the_example_config_builds_a_valid_estimator():
     estimator._validate_params()
     assert type(estimator).__name__ == "LatentODEForecaster"
     assert estimator.hidden == [64, 64] and estimator.target_cols == ["y"]
+
+
+def test_covariates_through_the_command_line(tmp_path):
+    """--impulse and --static at fit, --future and --static at predict: the API's forecast."""
+    from latode.datasets import make_dosing
+    from latode.estimators.registry import load_estimator
+
+    dosing = make_dosing(n_series=6, hours=48.0, n_measurements=6, random_state=0)
+    history = dosing.frame[dosing.frame.ds <= 36]
+    history.to_csv(tmp_path / "doses.csv", index=False)
+    dosing.static.reset_index().to_csv(tmp_path / "static.csv", index=False)
+    plan = pd.DataFrame({"unique_id": range(6), "ds": 47.0, "dose": 100.0})
+    plan.to_csv(tmp_path / "plan.csv", index=False)
+    assert cli.main(["fit", "--data", str(tmp_path / "doses.csv"), "--target", "conc",
+                     "--impulse", "dose", "--static", str(tmp_path / "static.csv"),
+                     "--max-epochs", "2", "--seed", "0", "--out", str(tmp_path / "model"),
+                     "--quiet"]) == 0
+    assert cli.main(["predict", "--model", str(tmp_path / "model"), "--context",
+                     str(tmp_path / "doses.csv"), "--timestamps", "40,46", "--future",
+                     str(tmp_path / "plan.csv"), "--static", str(tmp_path / "static.csv"),
+                     "--out", str(tmp_path / "fc.csv")]) == 0
+    model = load_estimator(tmp_path / "model" / "model.pt")
+    expected = model.predict(history, timestamps=[40.0, 46.0], future_df=plan,
+                             static_df=dosing.static, level=(80,))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "fc.csv"), expected, check_dtype=False)
+    code = cli.main(["predict", "--model", str(tmp_path / "model"), "--context",
+                     str(tmp_path / "doses.csv"), "--timestamps", "40,46", "--static",
+                     str(tmp_path / "static.csv"), "--out", str(tmp_path / "fc2.csv")])
+    assert code == 2

@@ -2,7 +2,10 @@
 with ``params`` for the forecast options.
 
 * forecasters: ``predict(context_df, params={"horizon": [...]} or {"timestamps": [...]}, ...)``
-  returns ``model.predict``'s frame (same seeds, same numbers);
+  returns ``model.predict``'s frame (same seeds, same numbers). A model with covariates takes
+  them in the same frame: its static columns on the rows of each series (the first row's
+  values count), and its future inputs on rows marked ``is_future`` (:data:`FUTURE_FLAG`);
+  the other rows are the context;
 * classifiers: a frame of features in, ``label`` and ``proba_<class>`` columns out;
 * density estimators: a frame of features in, a ``log_density`` column out.
 
@@ -17,7 +20,10 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["task_of", "predict_frame", "forecast_arguments", "FORECAST_PARAMS",
-           "example_input", "example_params", "param_schema"]
+           "example_input", "example_params", "param_schema", "FUTURE_FLAG"]
+
+#: Column of a pyfunc input frame that marks the rows of future inputs (``future_df``).
+FUTURE_FLAG = "is_future"
 
 #: pyfunc ``params`` of a forecaster and their defaults (those of ``BaseForecaster.predict``);
 #: an empty list means "not given".
@@ -132,6 +138,61 @@ def _coerce_context(estimator: Any, frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _split_covariates(estimator: Any, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The context, and the ``static_df`` / ``future_df`` a model with covariates reads out
+    of one input frame (see the module docstring)."""
+    conv = estimator.converter_
+    covariates: dict[str, pd.DataFrame] = {}
+    static = getattr(conv, "static_", None)
+    if static is not None:
+        missing = [c for c in static.columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"The model reads static features: give columns {missing} on the "
+                             "rows of each series.")
+        covariates["static_df"] = frame.groupby(conv.id_col, sort=False)[
+            list(static.columns)].first().reset_index()
+        frame = frame.drop(columns=list(static.columns))
+    if conv.roles.controls and FUTURE_FLAG in frame.columns:
+        future = frame[FUTURE_FLAG].fillna(False).astype(bool).to_numpy()
+        if future.any():
+            covariates["future_df"] = frame.loc[
+                future, [conv.id_col, conv.time_col, *conv.roles.controls]].reset_index(drop=True)
+        frame = frame.loc[~future].drop(columns=FUTURE_FLAG).reset_index(drop=True)
+    return frame, covariates
+
+
+def _covariate_columns(estimator: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the columns a model with covariates reads: each covariate (NaN where
+    absent), each static column (an example value) and the future-row flag."""
+    conv = estimator.converter_
+    extra: dict[str, Any] = {c: np.nan for c in conv.roles.columns if c not in frame.columns}
+    static = getattr(conv, "static_", None)
+    if static is not None:
+        for column in static.columns:
+            extra[column] = (static.categories[column][0] if column in static.categories
+                             and static.categories[column] else static.mean.get(column, 0.0))
+    if conv.roles.controls:
+        extra[FUTURE_FLAG] = False
+    frame = frame.assign(**extra) if extra else frame
+    if conv.roles.controls:
+        # A future row with no input at the end of example_params' horizon, so that the
+        # example forecasts as it is.
+        last = frame.iloc[[-1]].copy()
+        last[conv.time_col] = last[conv.time_col] + _example_step(estimator)
+        last[FUTURE_FLAG] = True
+        last[list(conv.channels)] = np.nan
+        last[list(conv.roles.controls)] = 0.0
+        frame = pd.concat([frame, last], ignore_index=True)
+    return frame
+
+
+def _example_step(estimator: Any) -> Any:
+    """A tenth of the training span, in the time column's type (the example's horizon)."""
+    axis = estimator.converter_.time_axis_
+    step = axis.scale / 10
+    return float(step) if axis.kind == "float" else pd.Timedelta(int(max(step, 1)), "ns")
+
+
 # ------------------------------------------------------------------- predict
 def _features(estimator: Any, frame: pd.DataFrame) -> Any:
     names = getattr(estimator, "feature_names_in_", None)
@@ -160,7 +221,8 @@ def predict_frame(estimator: Any, model_input: Any, params: dict[str, Any] | Non
     task = task_of(estimator)
     if task == "forecaster":
         kwargs = forecast_arguments(estimator, params)
-        return estimator.predict(_coerce_context(estimator, frame), **kwargs)
+        context, covariates = _split_covariates(estimator, _coerce_context(estimator, frame))
+        return estimator.predict(context, **kwargs, **covariates)
     if params:
         raise ValueError(f"{type(estimator).__name__} takes no params; got {sorted(params)}.")
     X = _features(estimator, frame)
@@ -183,9 +245,11 @@ def example_input(estimator: Any, data: Any = None, n_rows: int = 12) -> pd.Data
         columns = [conv.id_col, conv.time_col, *conv.channels]
         if isinstance(data, pd.DataFrame) and set(columns) <= set(data.columns) and len(data):
             first = data[conv.id_col].iloc[0]
-            rows = data.loc[data[conv.id_col] == first, columns]
-            return _plain_ids(rows.sort_values(conv.time_col).head(n_rows)
-                              .reset_index(drop=True), conv.id_col)
+            rows = data.loc[data[conv.id_col] == first,
+                            columns + [c for c in conv.roles.columns if c in data.columns]]
+            return _covariate_columns(estimator, _plain_ids(
+                rows.sort_values(conv.time_col).head(n_rows).reset_index(drop=True),
+                conv.id_col))
         axis = conv.time_axis_
         keys = np.asarray(axis.origin) + np.array([0.0, 0.5, 1.0]) * axis.scale
         keys = keys if axis.kind == "float" else keys.astype(np.int64)
@@ -196,7 +260,7 @@ def example_input(estimator: Any, data: Any = None, n_rows: int = 12) -> pd.Data
         frame = conv.to_frame(ids, keys,
                               {c: np.repeat(m, 3) for c, m in zip(conv.channels,
                                                                   conv.scaler_.mean)})
-        return _plain_ids(frame, conv.id_col)
+        return _covariate_columns(estimator, _plain_ids(frame, conv.id_col))
     if data is not None and len(data):
         rows = data.head(n_rows) if isinstance(data, pd.DataFrame) \
             else pd.DataFrame(np.asarray(data)[:n_rows])
@@ -221,10 +285,8 @@ def example_params(estimator: Any) -> dict[str, Any]:
     span after each series' last observation."""
     if task_of(estimator) != "forecaster":
         return {}
-    axis = estimator.converter_.time_axis_
-    step = axis.scale / 10
-    value = float(step) if axis.kind == "float" else str(pd.Timedelta(int(max(step, 1)), "ns"))
-    return {"horizon": [value], "n_samples": 10}
+    step = _example_step(estimator)
+    return {"horizon": [step if isinstance(step, float) else str(step)], "n_samples": 10}
 
 
 def param_schema(estimator: Any) -> Any:

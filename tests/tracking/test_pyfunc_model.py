@@ -178,3 +178,34 @@ def test_integer_and_categorical_ids_log_a_signature_the_served_model_accepts(
         expected = model.predict(df, horizon=["6h"])
         np.testing.assert_allclose(forecast["hr"], expected["hr"])
         assert list(forecast["pid"].astype(str)) == list(expected["pid"].astype(str))
+
+
+def test_a_model_with_covariates_takes_them_in_its_input_frame(mlflow_server, monkeypatch,
+                                                               tmp_path):
+    """Static columns on each series' rows and future doses on rows marked is_future: the
+    served frame gives model.predict's forecast, and the signature lists them."""
+    from latode import LatentODEForecaster
+    from latode.datasets import make_dosing
+    from latode.tracking._adapters import FUTURE_FLAG
+
+    dosing = make_dosing(n_series=6, hours=48.0, n_measurements=6, random_state=0)
+    history = dosing.frame[dosing.frame.ds <= 36]
+    model = LatentODEForecaster(target_cols="conc", impulse_covariates="dose", latent_dim=3,
+                                hidden=(16,), max_epochs=2, verbose=0, random_state=0)
+    model.fit(history, static_df=dosing.static)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    with mlflow.start_run():
+        info = latode.mlflow.log_model(model, input_example=history)
+    names = [c.name for c in info.signature.inputs.inputs]
+    assert {"conc", "dose", "weight", FUTURE_FLAG} <= set(names)
+    plan = pd.DataFrame({"unique_id": range(6), "ds": 47.0, "dose": 100.0})
+    served = pd.concat([
+        history.assign(**{FUTURE_FLAG: False}),
+        plan.assign(conc=np.nan, **{FUTURE_FLAG: True})], ignore_index=True)
+    served = served.merge(dosing.static.reset_index(), on="unique_id")
+    forecast = mlflow.pyfunc.load_model(info.model_uri).predict(
+        served, params={"timestamps": [40.0, 46.0]})
+    expected = model.predict(history, timestamps=[40.0, 46.0], future_df=plan,
+                             static_df=dosing.static)
+    pd.testing.assert_frame_equal(forecast, expected)
