@@ -93,13 +93,16 @@ def dosing_rows(quick: bool) -> tuple[list[dict], dict]:
     short = {"max_epochs": 2} if quick else {}
     ids = target["unique_id"].unique()
     plain = {"target_cols": ["conc"]}
+    roles = {"impulse_covariates": "dose"}
     configs = {
         "RNNForecaster()": (RNNForecaster, {}, False, False),
+        "RNNForecaster(impulse_covariates='dose') + static_df":
+            (RNNForecaster, roles, True, True),
         "LatentODEForecaster()": (LatentODEForecaster, {}, False, False),
         "LatentODEForecaster(impulse_covariates='dose')":
-            (LatentODEForecaster, {"impulse_covariates": "dose"}, True, False),
-        "... + static_df (weight)":
-            (LatentODEForecaster, {"impulse_covariates": "dose"}, True, True),
+            (LatentODEForecaster, roles, True, False),
+        "LatentODEForecaster(impulse_covariates='dose') + static_df":
+            (LatentODEForecaster, roles, True, True),
     }
     what_if = {}
     for name, (cls, kwargs, dosed, static) in configs.items():

@@ -35,6 +35,7 @@ import torch
 
 from latode._params import InstanceOf, Interval, Options, Predicate
 from latode.data import IrregularFrameConverter, PackedSeries, UnionBatch
+from latode.data.covariates import CovariateRoles
 from latode.estimators._base import COMMON_CONSTRAINTS, TorchEstimator, resolve_device, seed_from
 from latode.estimators._forecast_output import (
     _FORECAST_REMEDY,
@@ -79,6 +80,9 @@ FORECASTER_CONSTRAINTS = {
     "batch_size": [Options((AUTO,)), Interval(int, 1, None)],
     "patience": [Options((AUTO,)), InstanceOf(type(None)), Interval(int, 1, None)],
     "ema_decay": [InstanceOf(type(None)), Interval(float, 0, 1, closed="neither")],
+    "past_covariates": [InstanceOf(type(None), str, list, tuple)],
+    "future_covariates": [InstanceOf(type(None), str, list, tuple)],
+    "impulse_covariates": [InstanceOf(type(None), str, list, tuple)],
     "context_fraction": [
         Interval(float, 0, 1, closed="neither"),
         Predicate(_is_fraction_range, "a pair (low, high) with 0 < low <= high <= 1"),
@@ -107,8 +111,10 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         raise NotImplementedError  # pragma: no cover
 
     def _converter_options(self) -> dict[str, Any]:
-        """Extra :class:`IrregularFrameConverter` arguments of this forecaster."""
-        return {}
+        """Extra :class:`IrregularFrameConverter` arguments of this forecaster: its
+        covariates' roles, and what a subclass adds."""
+        return {"covariates": CovariateRoles.from_parameters(
+            self.past_covariates, self.future_covariates, self.impulse_covariates)}
 
     def _read_mask(self, batch: UnionBatch, training: bool) -> torch.Tensor:
         """The entries the model may read while training and validating: every observed one
@@ -187,14 +193,8 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
             self._fit(df, checkpoint_dir, tracking, static_df)
         return self
 
-    #: Whether the forecaster reads covariates (``static_df`` and covariate columns).
-    _reads_covariates = False
-
     def _fit(self, df: pd.DataFrame, checkpoint_dir, tracking, static_df=None) -> None:
         self._validate_params()
-        if static_df is not None and not self._reads_covariates:
-            raise ValueError(f"{type(self).__name__} does not read static features; fit "
-                             "without static_df, or use LatentODEForecaster.")
         device = resolve_device(self.device)
         target_cols = None if self.target_cols is None else (
             (self.target_cols,) if isinstance(self.target_cols, str) else tuple(self.target_cols))

@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from latode._numerics import SolverOptions
 from latode._params import InstanceOf, Interval, Options
-from latode.data import PackedSeries
-from latode.data.covariates import CovariateRoles
 from latode.estimators._base import SCHEDULE_CONSTRAINTS, seeded_by
+from latode.estimators._covariates import covariate_shapes, initialise_dose_rates
 from latode.estimators._events import PointProcessMixin
 from latode.estimators._forecaster import FORECASTER_CONSTRAINTS, BaseForecaster
-from latode.nn.controls import initial_rates
 from latode.nn.latent_ode import LEVELS, Covariates, LatentODE
 from latode.nn.point_process import initialise_rate
 
 __all__ = ["LatentODEForecaster"]
-
-
-def input_spacing(packed: PackedSeries) -> float:
-    """Typical time between a series' impulses (or, with at most one per series, between its
-    rows), in model units: where the impulses' compartments start their rates."""
-    impulse = [j for j, kind in enumerate(packed.input_kinds) if kind == "impulse"]
-    rows = np.ones(len(packed.times), dtype=bool)
-    if impulse:
-        given = np.nan_to_num(packed.inputs[:, impulse]) != 0
-        if (np.bincount(packed.series_of_row[given.any(1)],
-                        minlength=packed.n_series) > 1).any():
-            rows = given.any(1)
-    series, times = packed.series_of_row[rows], packed.times[rows]
-    same = series[1:] == series[:-1]
-    gaps = np.diff(times)[same]
-    gaps = gaps[gaps > 0]
-    return float(np.median(gaps)) if len(gaps) else 1.0
 
 
 class LatentODEForecaster(PointProcessMixin, BaseForecaster):
@@ -191,12 +170,7 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         "observation_std": [InstanceOf(type(None)), Interval(float, 0, None, closed="neither")],
         "level": [Options(LEVELS)],
         "clock": [InstanceOf(bool)],
-        "past_covariates": [InstanceOf(type(None), str, list, tuple)],
-        "future_covariates": [InstanceOf(type(None), str, list, tuple)],
-        "impulse_covariates": [InstanceOf(type(None), str, list, tuple)],
     }
-
-    _reads_covariates = True
 
     def __init__(self, latent_dim=8, hidden=(64, 64), encoder="ode-rnn", encoder_hidden=32,
                  encoder_solver="euler", n_iwae_samples=1, *, objective="extrapolate",
@@ -252,11 +226,6 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
         self.verbose = verbose
 
     def _build_module(self, n_channels: int) -> LatentODE:
-        conv = self.converter_
-        kinds = conv.roles.kinds
-        controls = None
-        if conv.roles.controls:
-            controls = (kinds.count("future"), kinds.count("impulse"), initial_rates(1.0))
         return LatentODE(
             n_channels, latent_dim=int(self.latent_dim), hidden=tuple(self.hidden),
             encoder=self.encoder, encoder_hidden=int(self.encoder_hidden),
@@ -264,8 +233,7 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
             point_process=bool(self.point_process),
             observation_std=None if self.observation_std is None
             else float(self.observation_std),
-            level=self.level, clock=bool(self.clock), n_inputs=len(kinds),
-            n_static=conv.n_static, controls=controls,
+            level=self.level, clock=bool(self.clock), **covariate_shapes(self.converter_),
         )
 
     def _module_solvers(self, *, predicting: bool = False) -> dict[str, SolverOptions]:
@@ -278,21 +246,19 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
     def _fit_module(self, module, packed, *args, **kwargs):
         if self.point_process:
             initialise_rate(module.intensity, packed)
-        if module.dosed:
-            module.dose_response.set_rates(initial_rates(input_spacing(packed)))
+        initialise_dose_rates(module, packed)
         super()._fit_module(module, packed, *args, **kwargs)
 
     def _converter_options(self):
         if self.event_col is not None and not self.point_process:
             raise ValueError("event_col is only read with point_process=True; set "
                              "point_process=True or leave event_col=None.")
-        roles = CovariateRoles.from_parameters(self.past_covariates, self.future_covariates,
-                                               self.impulse_covariates)
-        if roles.controls and self.point_process:
+        options = super()._converter_options()
+        if options["covariates"].controls and self.point_process:
             raise ValueError("future_covariates and impulse_covariates do not combine with "
                              "point_process=True yet; fit one or the other.")
-        return {"point_process": bool(self.point_process), "event_col": self.event_col,
-                "covariates": roles}
+        return {**options, "point_process": bool(self.point_process),
+                "event_col": self.event_col}
 
     def _bound(self, module, batch, n_samples: int, iwae: bool, full_read: bool,
                kl_weight: float = 1.0):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from latode._params import Interval
+from latode.estimators._covariates import covariate_shapes, initialise_dose_rates
 from latode.estimators._forecaster import (
     FORECASTER_CONSTRAINTS,
     SOLVER_PARAMETERS,
     BaseForecaster,
 )
+from latode.nn.latent_ode import Covariates
 from latode.nn.rnn_baseline import GRUForecastNet
 
 __all__ = ["RNNForecaster"]
@@ -36,8 +38,11 @@ class RNNForecaster(BaseForecaster):
     Other parameters
         ``max_epochs``, ``batch_size``, ``learning_rate``, ``weight_decay``, ``grad_clip``,
         ``patience``, ``ema_decay``, ``validation_fraction``, ``id_col``, ``time_col``,
-        ``target_cols``, ``time_scale``, ``standardize``, ``random_state``, ``device`` and
-        ``verbose``: as for :class:`~latode.LatentODEForecaster`.
+        ``target_cols``, ``past_covariates``, ``future_covariates``, ``impulse_covariates``,
+        ``time_scale``, ``standardize``, ``random_state``, ``device`` and ``verbose``: as for
+        :class:`~latode.LatentODEForecaster` (the GRU reads the covariates of the rows it
+        steps through; its head reads static features, held future covariates and the doses'
+        compartment curves at each forecast time).
 
     Examples
     --------
@@ -59,7 +64,8 @@ class RNNForecaster(BaseForecaster):
     def __init__(self, hidden_dim=64, *, objective="reconstruct", context_fraction=0.5,
                  max_epochs="auto", batch_size="auto", learning_rate=1e-2, weight_decay=0.0,
                  grad_clip=1.0, patience="auto", ema_decay=0.99, validation_fraction=0.2,
-                 id_col="unique_id", time_col="ds", target_cols=None, time_scale=None,
+                 id_col="unique_id", time_col="ds", target_cols=None, past_covariates=None,
+                 future_covariates=None, impulse_covariates=None, time_scale=None,
                  standardize=True, random_state=None, device="cpu", verbose=1):
         self.hidden_dim = hidden_dim
         self.objective = objective
@@ -75,6 +81,9 @@ class RNNForecaster(BaseForecaster):
         self.id_col = id_col
         self.time_col = time_col
         self.target_cols = target_cols
+        self.past_covariates = past_covariates
+        self.future_covariates = future_covariates
+        self.impulse_covariates = impulse_covariates
         self.time_scale = time_scale
         self.standardize = standardize
         self.random_state = random_state
@@ -82,13 +91,24 @@ class RNNForecaster(BaseForecaster):
         self.verbose = verbose
 
     def _build_module(self, n_channels: int) -> GRUForecastNet:
-        return GRUForecastNet(n_channels, int(self.hidden_dim))
+        return GRUForecastNet(n_channels, int(self.hidden_dim),
+                              **covariate_shapes(self.converter_))
+
+    def _fit_module(self, module, packed, *args, **kwargs):
+        initialise_dose_rates(module, packed)
+        super()._fit_module(module, packed, *args, **kwargs)
 
     def _series_log_likelihood(self, module, batch, n_samples, generator):
-        read = batch.mask if generator is not None else self._read_mask(batch, module.training)
-        return module.log_likelihood(batch.times, batch.values, batch.mask, read_mask=read)
+        if generator is not None:
+            read, rows = batch.mask, None
+        else:
+            rows = self._read_rows(batch, module.training)
+            read = batch.mask * rows.unsqueeze(-1)
+        return module.log_likelihood(batch.times, batch.values, batch.mask, read_mask=read,
+                                     covariates=Covariates.of_batch(batch, rows))
 
     def _predictive_means(self, module, batch, target_times, n_samples, generator,
                           needed=None):
-        mean = module.predict_mean(batch.times, batch.values, batch.mask, target_times)
+        mean = module.predict_mean(batch.times, batch.values, batch.mask, target_times,
+                                   Covariates.of_batch(batch))
         return mean.unsqueeze(0).expand((n_samples,) + tuple(mean.shape))

@@ -156,10 +156,21 @@ def test_a_non_numeric_covariate_is_refused(dosing):
         LatentODEForecaster(impulse_covariates="dose", **FAST).fit(frame)
 
 
-def test_forecasters_without_covariates_refuse_static_features(dosing):
-    with pytest.raises(ValueError, match="RNNForecaster does not read static features"):
-        RNNForecaster(max_epochs=1, verbose=0).fit(
-            dosing.frame.dropna(subset=["conc"]).drop(columns="dose"), static_df=dosing.static)
+def test_the_gru_baseline_reads_the_same_covariates(dosing):
+    """RNNForecaster takes the same roles: its forecast follows future doses and static
+    features, and the same bad future frame is refused."""
+    context, future = split(dosing.frame)
+    rnn = RNNForecaster(hidden_dim=8, impulse_covariates="dose", max_epochs=2, verbose=0,
+                        random_state=0).fit(dosing.frame, static_df=dosing.static)
+    assert rnn.converter_.channels == ("conc",)
+    kw = {"timestamps": [40.0, 47.0], "static_df": dosing.static, "quantiles": None}
+    base = rnn.predict(context, future_df=future, **kw)
+    doubled = rnn.predict(context, future_df=future.assign(dose=future["dose"] * 2 + 50), **kw)
+    assert not np.allclose(base["conc"], doubled["conc"])
+    heavier = rnn.predict(context, future_df=future, **{**kw, "static_df": dosing.static * 2})
+    assert not np.allclose(base["conc"], heavier["conc"])
+    with pytest.raises(ValueError, match="pass future_df="):
+        rnn.predict(context, **kw)
 
 
 def test_static_features_alone_reach_the_encoder():
