@@ -64,12 +64,40 @@ def backtest_windows(df: pd.DataFrame, id_col: str, time_col: str, horizon: Any,
             yield cutoff, seen, actual
 
 
+def window_inputs(model: Any, seen: pd.DataFrame, actual: pd.DataFrame) -> pd.DataFrame | None:
+    """The ``future_df`` of a window: its ``actual`` rows' future and impulse covariates,
+    known ahead by definition. Held covariates carry their last value (from ``seen`` too)
+    onto every row, and a row without a dose gives 0; a held covariate never given holds its
+    training mean. ``None`` for a model without such covariates."""
+    conv = model.converter_
+    roles = conv.roles
+    if not roles.controls:
+        return None
+    id_col, time_col = model.id_col, model.time_col
+    held, impulse = list(roles.future), list(roles.impulse)
+    columns = [id_col, time_col, *roles.controls]
+    rows = pd.concat([seen[columns].assign(_window=False),
+                      actual[columns].assign(_window=True)])
+    rows = rows[rows[id_col].isin(actual[id_col])].sort_values([id_col, time_col],
+                                                               kind="stable")
+    if held:
+        rows[held] = rows.groupby(id_col, sort=False)[held].ffill()
+        mean = dict(zip(roles.columns, conv.inputs_scaler_.mean))
+        rows = rows.fillna({c: mean[c] for c in held})
+    rows[impulse] = rows[impulse].fillna(0.0)
+    return rows[rows.pop("_window")].reset_index(drop=True)
+
+
 def forecast_window(model: Any, seen: pd.DataFrame, actual: pd.DataFrame, cutoff: Any,
                     **predict_kwargs: Any) -> pd.DataFrame:
     """``model``'s forecast at the ``actual`` rows from the ``seen`` rows of their series,
-    with ``cutoff`` and the actual values (``<target>_actual``) beside it."""
+    with ``cutoff`` and the actual values (``<target>_actual``) beside it; future and
+    impulse covariates after the cutoff are read from ``actual`` (:func:`window_inputs`)."""
     id_col, time_col = model.id_col, model.time_col
     context = seen[seen[id_col].isin(actual[id_col])]
+    future = window_inputs(model, seen, actual)
+    if future is not None:
+        predict_kwargs["future_df"] = future
     forecast = model.predict(context, actual[[id_col, time_col]], **predict_kwargs)
     targets = list(model.converter_.channels)
     actuals = actual[[id_col, time_col, *targets]].rename(
@@ -82,7 +110,8 @@ def forecast_window(model: Any, seen: pd.DataFrame, actual: pd.DataFrame, cutoff
 def cross_validation(estimator: Any, df: pd.DataFrame, *, horizon: Any, n_windows: int = 1,
                      step_size: Any = None, refit: bool = False,
                      quantiles: Any = (0.1, 0.5, 0.9), level: Any = None,
-                     n_samples: int = 100, random_state: int | None = 0) -> pd.DataFrame:
+                     n_samples: int = 100, random_state: int | None = 0,
+                     static_df: pd.DataFrame | None = None) -> pd.DataFrame:
     """Forecast each series' observations after each of ``n_windows`` cutoffs.
 
     Parameters
@@ -102,6 +131,9 @@ def cross_validation(estimator: Any, df: pd.DataFrame, *, horizon: Any, n_window
         to the first cutoff, so that no window's forecast has seen its actuals.
     quantiles, level, n_samples, random_state
         As for ``predict``.
+    static_df : DataFrame or None
+        Static features, as for ``fit``. Future and impulse covariates after each cutoff
+        come from ``df`` itself: they are known ahead by definition.
 
     Returns
     -------
@@ -112,13 +144,14 @@ def cross_validation(estimator: Any, df: pd.DataFrame, *, horizon: Any, n_window
     """
     model = None
     frames = []
+    static = {} if static_df is None else {"static_df": static_df}
     for cutoff, seen, actual in backtest_windows(df, estimator.id_col, estimator.time_col,
                                                  horizon, n_windows, step_size):
         if model is None or refit:
-            model = clone(estimator).fit(seen)
+            model = clone(estimator).fit(seen, **static)
         frames.append(forecast_window(model, seen, actual, cutoff, quantiles=quantiles,
                                       level=level, n_samples=n_samples,
-                                      random_state=random_state))
+                                      random_state=random_state, **static))
     if not frames:
         raise ValueError("No series has observations after any cutoff; use a longer horizon.")
     return pd.concat(frames, ignore_index=True)

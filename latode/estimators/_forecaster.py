@@ -296,14 +296,16 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
     def cross_validation(self, df: pd.DataFrame, *, horizon: Any, n_windows: int = 1,
                          step_size: Any = None, refit: bool = False,
                          quantiles: Any = (0.1, 0.5, 0.9), level: Any = None,
-                         n_samples: int = 100, random_state: int | None = 0) -> pd.DataFrame:
+                         n_samples: int = 100, random_state: int | None = 0,
+                         static_df: pd.DataFrame | None = None) -> pd.DataFrame:
         """Backtest: forecast each series' observations after each of ``n_windows`` cutoffs.
 
         Cutoffs are shared times: the last is ``horizon`` before the frame's last timestamp,
         the others ``step_size`` (default ``horizon``) apart before it. At each, every series
         is read up to the cutoff and its observations in the next ``horizon`` are forecast.
         This estimator is left as it is: clones are fitted, once on the rows up to the first
-        cutoff, or at every cutoff with ``refit=True``.
+        cutoff, or at every cutoff with ``refit=True``. Future and impulse covariates after
+        a cutoff come from ``df`` (they are known ahead); ``static_df`` as for :meth:`fit`.
 
         Returns
         -------
@@ -327,7 +329,8 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
 
         return cross_validation(self, df, horizon=horizon, n_windows=n_windows,
                                 step_size=step_size, refit=refit, quantiles=quantiles,
-                                level=level, n_samples=n_samples, random_state=random_state)
+                                level=level, n_samples=n_samples, random_state=random_state,
+                                static_df=static_df)
 
     def score(self, df: pd.DataFrame, y: None = None, *, n_samples: int = 16,
               random_state: int | None = 0, static_df: pd.DataFrame | None = None) -> float:

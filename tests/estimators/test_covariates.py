@@ -184,3 +184,24 @@ def test_static_features_alone_reach_the_encoder():
     base = model.predict(df, static_df=static, **kw)
     other = model.predict(df, static_df=static.assign(unit=list("bcabca")), **kw)
     assert not np.allclose(base["y"], other["y"])
+
+
+def test_backtests_read_the_windows_future_inputs_from_the_frame(dosing):
+    """cross_validation takes the doses after each cutoff from df itself (known ahead) and
+    the static features from static_df: each window's forecast is predict's with them."""
+    model = LatentODEForecaster(impulse_covariates="dose", **FAST)
+    cv = model.cross_validation(dosing.frame, horizon=12.0, n_windows=2, quantiles=None,
+                                n_samples=8, static_df=dosing.static)
+    cutoff = dosing.frame["ds"].max() - 24.0
+    assert sorted(cv["cutoff"].unique()) == [cutoff, cutoff + 12.0]
+    first = cv[cv["cutoff"] == cutoff]
+    seen = dosing.frame[dosing.frame["ds"] <= cutoff]
+    fitted = LatentODEForecaster(impulse_covariates="dose", **FAST).fit(
+        seen, static_df=dosing.static)
+    window = dosing.frame[(dosing.frame["ds"] > cutoff)
+                          & (dosing.frame["ds"] <= cutoff + 12.0)]
+    future = window[["unique_id", "ds", "dose"]].fillna({"dose": 0.0})
+    expected = fitted.predict(seen,
+                              window[["unique_id", "ds"]], future_df=future,
+                              static_df=dosing.static, quantiles=None, n_samples=8)
+    np.testing.assert_allclose(first["conc"].to_numpy(), expected["conc"].to_numpy())
