@@ -205,3 +205,29 @@ def test_backtests_read_the_windows_future_inputs_from_the_frame(dosing):
                               window[["unique_id", "ds"]], future_df=future,
                               static_df=dosing.static, quantiles=None, n_samples=8)
     np.testing.assert_allclose(first["conc"].to_numpy(), expected["conc"].to_numpy())
+
+
+@pytest.mark.parametrize("cls", [LatentODEForecaster, RNNForecaster])
+def test_past_and_held_future_covariates_round_trip(cls, tmp_path):
+    """A lab read up to the origin and an infusion rate held between its changes: the rate
+    after the context moves the forecast, and a saved model forecasts the same."""
+    rng = np.random.default_rng(1)
+    n, k = 8, 8
+    df = pd.DataFrame({"unique_id": np.repeat(np.arange(n), k),
+                       "ds": np.tile(np.arange(float(k)), n),
+                       "y": rng.normal(size=n * k), "lab": rng.normal(size=n * k),
+                       "rate": np.tile([1.0, np.nan, np.nan, 2.0, np.nan, np.nan, 0.5, np.nan],
+                                       n)})
+    kwargs = {"past_covariates": "lab", "future_covariates": "rate", "max_epochs": 2,
+              "verbose": 0, "random_state": 0}
+    model = cls(**kwargs).fit(df)
+    assert model.converter_.channels == ("y",)
+    future = pd.DataFrame({"unique_id": np.repeat(np.arange(n), 2),
+                           "ds": np.tile([8.5, 10.0], n), "rate": np.tile([3.0, 3.0], n)})
+    kw = {"timestamps": [9.0, 10.0], "quantiles": None, "n_samples": 4}
+    base = model.predict(df, future_df=future, **kw)
+    other = model.predict(df, future_df=future.assign(rate=-2.0), **kw)
+    assert not np.allclose(base["y"], other["y"])
+    model.save(tmp_path / "m.pt")
+    pd.testing.assert_frame_equal(cls.load(tmp_path / "m.pt").predict(df, future_df=future,
+                                                                      **kw), base)
