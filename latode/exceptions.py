@@ -15,6 +15,7 @@ __all__ = [
     "NotFittedError",
     "TrainingDivergedError",
     "InvalidCheckpointError",
+    "CheckpointInUseError",
 ]
 
 
@@ -43,3 +44,12 @@ class TrainingDivergedError(LatodeError, RuntimeError):
 
 class InvalidCheckpointError(LatodeError, ValueError):
     """A file given to ``load`` is not a latode checkpoint (or is of another estimator)."""
+
+
+class CheckpointInUseError(LatodeError, RuntimeError):
+    """Another fit holds the lock on this ``checkpoint_dir``.
+
+    Two fits writing one folder would each resume the other's epochs and end with whichever
+    wrote last; the second is refused instead. The message names the lock file and its
+    owner's process id.
+    """

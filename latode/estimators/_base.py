@@ -40,6 +40,7 @@ from latode.training import (
     distributed,
     safe_load,
 )
+from latode.training.checkpoint import fingerprint, read_checkpoint
 
 __all__ = ["TorchEstimator", "COMMON_CONSTRAINTS", "SCHEDULE_CONSTRAINTS", "resolve_device",
            "seed_from", "decay_over"]
@@ -172,6 +173,22 @@ class TorchEstimator(BaseEstimator):
     _retired_parameters: tuple[str, ...] = ()
 
     # ----------------------------------------------------------- fit helpers
+    def _fit_seed(self, checkpoint_dir: str | os.PathLike | None) -> int:
+        """The seed of this fit: :func:`seed_from` of ``random_state``, except that a fit
+        with ``random_state=None`` continuing a checkpoint takes the seed that checkpoint's
+        fit drew, so its validation split, initial weights and random draws stay the same.
+
+        A checkpoint that cannot be read yields no seed here; the trainer reports it.
+        """
+        if self.random_state is None and checkpoint_dir is not None:
+            try:
+                state = read_checkpoint(checkpoint_dir, warn=False)
+            except InvalidCheckpointError:
+                state = None
+            if state is not None and isinstance(state.get("seed"), int):
+                return state["seed"]
+        return seed_from(self.random_state)
+
     @contextlib.contextmanager
     def _finishing_tracking(self, data: Any):
         """Wrap the body of ``fit``: afterwards, hand the tracker ``_train`` started (see
@@ -249,6 +266,7 @@ class TorchEstimator(BaseEstimator):
         checkpoint_dir: str | os.PathLike | None = None,
         tracking: Any = None,
         data_summary: dict[str, Any] | None = None,
+        data: Any = None,
         distributed_average=None,
         lr_decay: float | None = None,
     ) -> list[dict[str, float]]:
@@ -259,7 +277,9 @@ class TorchEstimator(BaseEstimator):
         ``lr_decay`` parameter, 1.0 when it has none). Sets ``history_``, ``n_epochs_``,
         ``best_epoch_`` and ``bad_steps_``. A truthy ``tracking`` adds the registered fit
         tracker to the trainer's callbacks (on the main process only); the caller's
-        ``_finishing_tracking`` block ends it.
+        ``_finishing_tracking`` block ends it. ``data`` (arrays, tensors or a dataclass of
+        them: what the module trains on) is fingerprinted into the checkpoint's tag, so a
+        checkpoint of other data is never resumed; pass the seed from :meth:`_fit_seed`.
         """
         early = EarlyStopping(
             monitor="val_loss" if validate is not None else "train_loss",
@@ -290,7 +310,7 @@ class TorchEstimator(BaseEstimator):
             # Estimators that declare no weight average end with their last weights.
             ema_decay=getattr(self, "ema_decay", None),
             callbacks=callbacks, checkpoint_dir=checkpoint_dir,
-            checkpoint_tag=self._checkpoint_tag(data_summary), seed=seed,
+            checkpoint_tag=self._checkpoint_tag(data_summary, data), seed=seed,
             distributed_average=distributed_average,
         )
         try:
@@ -304,11 +324,17 @@ class TorchEstimator(BaseEstimator):
             self.bad_steps_ = trainer.total_bad_steps
         return history
 
-    def _checkpoint_tag(self, data_summary: dict[str, Any] | None) -> dict[str, Any]:
+    def _checkpoint_tag(self, data_summary: dict[str, Any] | None,
+                        data: Any = None) -> dict[str, Any]:
+        """What identifies a fit's checkpoint: the estimator, the parameters that change the
+        fit (not ``verbose`` or ``device``; not ``max_epochs``, so a finished fit may be
+        continued for more epochs), the data's summary and the fingerprint of its contents
+        (``None`` when the estimator passes no ``data``)."""
         params = {k: repr(v) for k, v in sorted(self.get_params(deep=False).items())
                   if k not in ("verbose", "device", "max_epochs")}
         return {"estimator": type(self).__name__, "params": params,
-                "data": {k: repr(v) for k, v in sorted((data_summary or {}).items())}}
+                "data": {k: repr(v) for k, v in sorted((data_summary or {}).items())},
+                "data_fingerprint": None if data is None else fingerprint(data)}
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "module_"):

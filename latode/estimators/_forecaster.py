@@ -202,7 +202,7 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
                                             self.time_scale, self.standardize,
                                             **self._converter_options())
         packed = converter.fit_pack(df, static_df=static_df)
-        seed = seed_from(self.random_state)
+        seed = self._fit_seed(checkpoint_dir)  # a resumed random_state=None fit keeps its seed
         train_idx, val_idx = self._split(packed.n_series, seed)
         summary = self._data_summary(packed, converter)
         for name in ("module_", "converter_"):
@@ -260,7 +260,8 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
 
         self._train(module, self._batch_loss, batches, max_epochs=plan.max_epochs,
                     patience=plan.patience, validate=validate, seed=seed,
-                    checkpoint_dir=checkpoint_dir, tracking=tracking, data_summary=summary)
+                    checkpoint_dir=checkpoint_dir, tracking=tracking, data_summary=summary,
+                    data=packed)
 
     def _log_likelihood_sum(self, module, batches, n_samples: int,
                             generator: torch.Generator | None) -> tuple[float, float]:

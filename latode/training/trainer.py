@@ -5,6 +5,11 @@ loss of a batch, the validation score — and the :class:`Trainer` does the rest
 gradient clipping, NFE counting, skipping non-finite steps, recovering from solver failures,
 callbacks, the per-epoch ``history`` and atomic checkpoints that make a killed fit resumable
 with the same result.
+
+Checkpoints cannot resume the wrong model: a checkpoint records its fit's tag (estimator,
+parameters, data fingerprint) and seed, and another fit's is refused; a lock keeps a second
+fit out of a folder in use; each file carries a checksum, and the previous epoch's file is
+kept as ``checkpoint.prev.pt`` to resume from when the latest is corrupted.
 """
 
 from __future__ import annotations
@@ -22,14 +27,25 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from latode._numerics import count_nfe, reset_nfe, solver_error_from
-from latode.exceptions import InvalidCheckpointError, SolverError, TrainingDivergedError
+from latode.exceptions import (
+    CheckpointInUseError,
+    InvalidCheckpointError,
+    SolverError,
+    TrainingDivergedError,
+)
 from latode.training import distributed
 from latode.training.callbacks import Callback, EarlyStopping
-from latode.training.checkpoint import atomic_save, safe_load
+from latode.training.checkpoint import (
+    CHECKPOINT_NAME,
+    LOCK_NAME,
+    PREVIOUS_CHECKPOINT_NAME,
+    FolderLock,
+    atomic_save,
+    checkpoint_difference,
+    read_checkpoint,
+)
 
 __all__ = ["Trainer", "CHECKPOINT_NAME"]
-
-CHECKPOINT_NAME = "checkpoint.pt"
 BatchLoss = Callable[[nn.Module, Any, int],
                      "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
 
@@ -77,12 +93,16 @@ class Trainer:
         last weights.
     callbacks : sequence of Callback
     checkpoint_dir : path or None
-        Write ``checkpoint.pt`` there atomically after every epoch and resume from it.
+        Write ``checkpoint.pt`` there atomically after every epoch (keeping the one before
+        as ``checkpoint.prev.pt``) and resume from it. The folder is locked while ``fit``
+        runs (a second fit on it raises :class:`~latode.exceptions.CheckpointInUseError`)
+        and must be writable (``PermissionError`` before the first epoch otherwise).
     checkpoint_tag : dict or None
-        Plain data identifying the run (estimator, parameters, data); a checkpoint with another
-        tag is refused instead of being resumed into the wrong model.
+        Plain data identifying the run (estimator, parameters, data fingerprint); a
+        checkpoint with another tag is refused instead of being resumed into the wrong model.
     seed : int
-        Seeds the batch generator.
+        Seeds the batch generator; recorded in the checkpoint, whose seed must match (the
+        caller's validation split and initial weights follow it).
     distributed_average : callable or None
         ``distributed_average(module, error)``, called after ``backward`` with the exception
         ``backward`` raised on this process (or ``None``); averages gradients across
@@ -133,6 +153,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.checkpoint_tag = checkpoint_tag or {}
+        self.seed = int(seed)
+        self._lock: FolderLock | None = None
         self.distributed_average = distributed_average
         self.optimizer = torch.optim.Adam(
             module.parameters(), lr=learning_rate, weight_decay=weight_decay
@@ -161,21 +183,25 @@ class Trainer:
 
     def fit(self) -> list[dict[str, float]]:
         """Run (or resume) training; returns the history, one dict per epoch."""
-        self._resume_on_every_rank()
-        for callback in self.callbacks:
-            callback.on_fit_start(self)
         try:
-            while not self.stop_training and len(self.history) < self.max_epochs:
-                record = self._run_epoch(epoch=len(self.history) + 1)
-                self.history.append(record)
-                for callback in self.callbacks:
-                    callback.on_epoch_end(self, record)
-                self._last_good_state = copy.deepcopy(self.module.state_dict())
-                self._save_checkpoint()
-        finally:
-            self._restore_best()
+            self._resume_on_every_rank()
             for callback in self.callbacks:
-                callback.on_fit_end(self)
+                callback.on_fit_start(self)
+            try:
+                while not self.stop_training and len(self.history) < self.max_epochs:
+                    record = self._run_epoch(epoch=len(self.history) + 1)
+                    self.history.append(record)
+                    for callback in self.callbacks:
+                        callback.on_epoch_end(self, record)
+                    self._last_good_state = copy.deepcopy(self.module.state_dict())
+                    self._save_checkpoint()
+            finally:
+                self._restore_best()
+                for callback in self.callbacks:
+                    callback.on_fit_end(self)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
         return self.history
 
     # ------------------------------------------------------------------ epoch
@@ -315,6 +341,15 @@ class Trainer:
     def _checkpoint_path(self) -> Path | None:
         return None if self.checkpoint_dir is None else self.checkpoint_dir / CHECKPOINT_NAME
 
+    def _lock_checkpoint_dir(self) -> None:
+        """Take the folder's lock, which also proves it writable before the first epoch."""
+        # Under torch.distributed only rank 0 writes, so only rank 0 locks.
+        if self.checkpoint_dir is None or not distributed.is_main():
+            return
+        lock = FolderLock(self.checkpoint_dir, LOCK_NAME)
+        lock.acquire()
+        self._lock = lock
+
     def _save_checkpoint(self) -> None:
         path = self._checkpoint_path()
         # Under torch.distributed every rank holds the same state; rank 0 alone writes it.
@@ -324,6 +359,7 @@ class Trainer:
             {
                 "latode_kind": "checkpoint",
                 "tag": self.checkpoint_tag,
+                "seed": self.seed,
                 "module": self.module.state_dict(),
                 "averaged": None if self.averaged is None else self.averaged.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
@@ -340,6 +376,8 @@ class Trainer:
                 "callbacks": [cb.state_dict() for cb in self.callbacks],
             },
             path,
+            checksum=True,
+            previous=path.with_name(PREVIOUS_CHECKPOINT_NAME),
         )
 
     def _resume_on_every_rank(self) -> None:
@@ -347,9 +385,10 @@ class Trainer:
         a rank that resumed alone (a node-local ``checkpoint_dir``, or a checkpoint only one
         rank rejects) would run other epochs than the rest and hang their collectives."""
         try:
+            self._lock_checkpoint_dir()
             self._resume_if_possible()
             problem = None
-        except InvalidCheckpointError as error:
+        except (InvalidCheckpointError, CheckpointInUseError, PermissionError) as error:
             problem = error
         if not distributed.is_distributed():
             if problem is not None:
@@ -365,15 +404,18 @@ class Trainer:
             ) from problem
 
     def _resume_if_possible(self) -> None:
-        path = self._checkpoint_path()
-        if path is None or not path.exists():
+        if self.checkpoint_dir is None:
             return
-        state = safe_load(path, kind="checkpoint")
-        if state["tag"] != self.checkpoint_tag:
+        state = read_checkpoint(self.checkpoint_dir)
+        if state is None:
+            return
+        difference = checkpoint_difference(state, self.checkpoint_tag, self.seed)
+        if difference:
             raise InvalidCheckpointError(
-                f"The checkpoint in {str(self.checkpoint_dir)!r} belongs to another fit "
-                f"(different estimator, parameters or data). Use an empty checkpoint_dir, "
-                f"or delete {str(path)!r} to start over."
+                f"The checkpoint in {str(self.checkpoint_dir)!r} belongs to another fit: "
+                f"{difference}. Resuming it would continue another model. Pass another "
+                f"checkpoint_dir, or delete {str(self._checkpoint_path())!r} (and "
+                f"{PREVIOUS_CHECKPOINT_NAME}) to start over."
             )
         self.module.load_state_dict(state["module"])
         if self.averaged is not None and state.get("averaged") is not None:

@@ -1,16 +1,27 @@
-"""A fit killed with SIGKILL mid-training resumes from its checkpoint to the same result."""
+"""A fit killed with SIGKILL mid-training resumes from its checkpoint to the same result, and
+a checkpoint of another fit, of other data or corrupted on disk is never resumed."""
 
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import torch
 
+from latode import RNNForecaster
+from latode.estimators._forecaster import BaseForecaster
+from latode.exceptions import CheckpointInUseError, InvalidCheckpointError
 from latode.training import CHECKPOINT_NAME, safe_load
+from latode.training.checkpoint import LOCK_NAME, PREVIOUS_CHECKPOINT_NAME
 
 SCRIPT = r"""
 import json, sys
@@ -71,3 +82,125 @@ def test_sigkill_then_resume_equals_uninterrupted_fit(tmp_path):
     assert len(got["history"]) == 8
     assert got["history"] == expected["history"]
     assert got["forecast"] == expected["forecast"]
+
+
+# ---------------------------------------------------------- checkpoints that cannot lie
+def series_frame(n=12, k=6, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.tile(np.sort(rng.uniform(0, 2, size=k)), (n, 1))
+    y = rng.uniform(-2, 2, size=(n, 1)) * np.exp(-0.7 * t)
+    return pd.DataFrame({"unique_id": np.repeat([f"s{i}" for i in range(n)], k),
+                         "ds": t.ravel(), "y": y.ravel()})
+
+
+def rnn(**kw):
+    params = dict(hidden_dim=8, max_epochs=2, batch_size=8, patience=None, verbose=0,
+                  random_state=0, time_scale=1.0)
+    return RNNForecaster(**{**params, **kw})
+
+
+def test_a_checkpoint_of_other_values_of_the_same_shape_is_refused(tmp_path):
+    df = series_frame()
+    rnn(max_epochs=1).fit(df, checkpoint_dir=tmp_path)
+    negated = df.assign(y=-df["y"])  # same ids, times, shape and range
+    with pytest.raises(InvalidCheckpointError, match="other data") as info:
+        rnn().fit(negated, checkpoint_dir=tmp_path)
+    assert str(tmp_path) in str(info.value) and "delete" in str(info.value)
+    with pytest.raises(InvalidCheckpointError, match="learning_rate=0.01 there, 0.02 here"):
+        rnn(learning_rate=0.02).fit(df, checkpoint_dir=tmp_path)
+    # verbose and device do not change the fit: the same fit resumes.
+    assert rnn(verbose=0, device="cpu").fit(df, checkpoint_dir=tmp_path).n_epochs_ == 2
+
+
+def test_a_fit_on_a_checkpoint_dir_locked_by_a_running_fit_is_refused(tmp_path):
+    running = subprocess.Popen(["sleep", "60"])  # stands for a fit in another process
+    try:
+        (tmp_path / LOCK_NAME).write_text(f"{running.pid} {socket.gethostname()}\n")
+        with pytest.raises(CheckpointInUseError, match=f"process {running.pid}"):
+            rnn().fit(series_frame(), checkpoint_dir=tmp_path)
+        assert not (tmp_path / CHECKPOINT_NAME).exists()
+    finally:
+        running.kill()
+        running.wait()
+    # Once its owner is gone the lock is stale, taken over, and removed after the fit.
+    assert rnn().fit(series_frame(), checkpoint_dir=tmp_path).n_epochs_ == 2
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_resumed_random_state_none_fit_keeps_its_validation_split(tmp_path, monkeypatch):
+    held_out = []
+    split = BaseForecaster._split
+
+    def recording_split(self, n_series, seed):
+        train_idx, val_idx = split(self, n_series, seed)
+        held_out.append(val_idx.tolist())
+        return train_idx, val_idx
+
+    monkeypatch.setattr(BaseForecaster, "_split", recording_split)
+    df = series_frame(n=40)
+    kw = dict(random_state=None, validation_fraction=0.25)
+    first = rnn(max_epochs=1, **kw).fit(df, checkpoint_dir=tmp_path)
+    resumed = rnn(max_epochs=2, **kw).fit(df, checkpoint_dir=tmp_path)
+    assert len(held_out) == 2 and len(held_out[0]) == 10
+    assert held_out[1] == held_out[0]  # 1 in C(40, 10) to hold by chance
+    assert resumed.n_epochs_ == 2 and resumed.history_[0] == first.history_[0]
+
+
+def test_flipped_bytes_in_a_checkpoint_fall_back_to_the_previous_one(tmp_path):
+    df = series_frame()
+    straight = rnn(max_epochs=3).fit(df)
+    rnn(max_epochs=2).fit(df, checkpoint_dir=tmp_path)
+    flip_tensor_bytes(tmp_path / CHECKPOINT_NAME)
+    with pytest.warns(RuntimeWarning, match="corrupted"):
+        resumed = rnn(max_epochs=3).fit(df, checkpoint_dir=tmp_path)
+    assert strip_times(resumed.history_) == strip_times(straight.history_)
+    for name, tensor in straight.module_.state_dict().items():
+        assert torch.equal(resumed.module_.state_dict()[name], tensor), name
+    # With both files corrupted there is nothing to resume: an error that says what to do.
+    flip_tensor_bytes(tmp_path / CHECKPOINT_NAME)
+    flip_tensor_bytes(tmp_path / PREVIOUS_CHECKPOINT_NAME)
+    with pytest.raises(InvalidCheckpointError, match="Neither checkpoint.*Delete") as info:
+        rnn(max_epochs=4).fit(df, checkpoint_dir=tmp_path)
+    assert "weights_only" not in str(info.value)
+
+
+def test_a_read_only_checkpoint_dir_is_refused_before_training(tmp_path):
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("file permissions do not bind this user (root)")
+        model = rnn()
+        with pytest.raises(PermissionError, match="checkpoint_dir .*read_only"):
+            model.fit(series_frame(), checkpoint_dir=folder)
+        assert model.history_ == []
+    finally:
+        folder.chmod(0o700)
+
+
+def test_a_checkpoint_dir_that_cannot_be_created_is_refused_before_training(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    model = rnn()
+    with pytest.raises(PermissionError, match="checkpoint_dir .*a_file"):
+        model.fit(series_frame(), checkpoint_dir=tmp_path / "a_file" / "checkpoints")
+    assert model.history_ == []  # no epoch ran before the refusal
+
+
+def strip_times(history):
+    return [{k: v for k, v in r.items() if k != "epoch_time"} for r in history]
+
+
+def flip_tensor_bytes(path, n_bytes=40):
+    """Invert ``n_bytes`` inside the largest tensor's storage of a torch archive, leaving
+    the archive's structure intact (torch reads such a file without complaint)."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        entry = max((e for e in archive.infolist() if "/data/" in e.filename),
+                    key=lambda e: e.file_size)
+    name_length, extra_length = struct.unpack("<HH", data[entry.header_offset + 26:
+                                                          entry.header_offset + 30])
+    start = entry.header_offset + 30 + name_length + extra_length
+    for i in range(min(n_bytes, entry.file_size)):
+        data[start + i] ^= 0xFF
+    path.write_bytes(bytes(data))
