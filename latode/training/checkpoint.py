@@ -252,8 +252,8 @@ def checkpoint_difference(state: dict[str, Any], tag: dict[str, Any], seed: int)
         if state["seed"] == seed:
             return ""
         return (f"it was seeded with {state['seed']}, this fit with {seed} (random_state=None "
-                "draws a new seed, so the validation split and random draws would differ); "
-                "pass an int random_state")
+                "draws a new seed, so the validation split and random draws would differ; an "
+                "int random_state makes a fit resumable)")
     if not isinstance(saved, dict):
         return f"its tag is {saved!r}"
     if saved.get("estimator") != tag.get("estimator"):
