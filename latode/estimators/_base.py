@@ -310,7 +310,9 @@ class TorchEstimator(BaseEstimator):
             # Estimators that declare no weight average end with their last weights.
             ema_decay=getattr(self, "ema_decay", None),
             callbacks=callbacks, checkpoint_dir=checkpoint_dir,
-            checkpoint_tag=self._checkpoint_tag(data_summary, data), seed=seed,
+            # Fingerprinting the data costs a pass over it: only checkpoints need it.
+            checkpoint_tag=(None if checkpoint_dir is None
+                            else self._checkpoint_tag(data_summary, data)), seed=seed,
             distributed_average=distributed_average,
         )
         try:
