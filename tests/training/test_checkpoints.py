@@ -143,6 +143,16 @@ def test_a_checkpoint_of_another_tag_names_what_differs(tmp_path):
         make_trainer(tmp_path, checkpoint_tag={**tag, "data_fingerprint": "b"}).fit()
 
 
+def test_a_checkpoint_of_an_earlier_version_is_refused_not_resumed(tmp_path):
+    make_trainer(tmp_path, max_epochs=1).fit()
+    state = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    for key in ("seed", "checksum"):  # what earlier versions did not write
+        del state[key]
+    torch.save(state, tmp_path / CHECKPOINT_NAME)
+    with pytest.raises(InvalidCheckpointError, match="earlier version of latode.*delete"):
+        make_trainer(tmp_path).fit()
+
+
 def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     straight = make_trainer(None, max_epochs=4).fit()
     make_trainer(tmp_path, max_epochs=3).fit()
