@@ -110,10 +110,10 @@ class CNFDensityEstimator(FlowDensityEstimator):
     -----
     The defaults are FFJORD's toy settings as ``benchmarks/cnf.py`` tunes them (a 64-64-64
     field trained at tolerance 1e-3 and scored at 1e-5) with a budget of 1200 steps of 1024
-    rows at a decaying rate: a fit on 2000 2-D points takes about two minutes on one core. Where the
-    data are (close to) a Gaussian mixture, scikit-learn's ``GaussianMixture`` with its
-    component count chosen by BIC is as good and far faster; the flow pays off where a
-    mixture fits badly (``docs/cnf.md``).
+    rows at a decaying rate: a fit on 2000 2-D points takes about three minutes on one core.
+    Where the data are (close to) a Gaussian mixture, scikit-learn's ``GaussianMixture``
+    with its component count chosen by BIC is as good and far faster; the flow pays off
+    where a mixture fits badly (``docs/cnf.md``).
 
     Attributes
     ----------
