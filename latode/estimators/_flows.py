@@ -128,7 +128,7 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
         self._prepare_fit(n_features)
         device = resolve_device(self.device)
         u = self._standardise(X, device)
-        seed = seed_from(self.random_state)
+        seed = self._fit_seed(checkpoint_dir)  # a resumed random_state=None fit keeps its seed
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = self._build_module(n_features).to(device)
@@ -156,7 +156,7 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
                 patience=patience, validate=validate if n_val else None,
                 seed=seed, checkpoint_dir=checkpoint_dir, tracking=tracking,
                 data_summary={"n_samples": n_samples, "n_features": n_features},
-                lr_decay=lr_decay,
+                lr_decay=lr_decay, data=u,
             )
         module.eval()
         self.module_ = module

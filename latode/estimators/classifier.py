@@ -27,7 +27,6 @@ from latode.estimators._base import (
     TorchEstimator,
     decay_over,
     resolve_device,
-    seed_from,
 )
 from latode.estimators._inputs import check_class_labels, check_rows
 from latode.nn.odenet import (
@@ -123,7 +122,7 @@ class _NetClassifier(ClassifierMixin, TorchEstimator):
             self.__dict__.pop(name, None)
         self.classes_ = classes
         self.mean_, self.scale_ = self._scaling(X)
-        seed = seed_from(self.random_state)
+        seed = self._fit_seed(checkpoint_dir)  # a resumed random_state=None fit keeps its seed
         train_idx, val_idx = self._split(y_encoded, seed)
         X_t = torch.from_numpy(self._standardized(X)).to(device)
         y_t = torch.from_numpy(y_encoded.astype(np.int64)).to(device)
@@ -167,7 +166,8 @@ class _NetClassifier(ClassifierMixin, TorchEstimator):
         self._train(module, batch_loss, batches, max_epochs=self.max_epochs,
                     patience=self.patience, validate=validate, seed=seed,
                     checkpoint_dir=checkpoint_dir, tracking=tracking, data_summary=summary,
-                    lr_decay=self._lr_decay(math.ceil(len(train_idx) / batch_size)))
+                    lr_decay=self._lr_decay(math.ceil(len(train_idx) / batch_size)),
+                    data=(X_t, y_t))
 
     def _lr_decay(self, steps_per_epoch: int) -> float:
         """The per-step learning-rate factor; ``"auto"`` spreads the decay over the run."""

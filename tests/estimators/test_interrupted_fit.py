@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from latode import RNNForecaster
+from latode import CNFDensityEstimator, ODENetClassifier, RNNForecaster
 from latode.estimators._forecaster import BaseForecaster
 from latode.exceptions import CheckpointInUseError, InvalidCheckpointError
 from latode.training import CHECKPOINT_NAME, safe_load
@@ -204,3 +204,20 @@ def flip_tensor_bytes(path, n_bytes=40):
     for i in range(min(n_bytes, entry.file_size)):
         data[start + i] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ODENetClassifier(width=8, max_epochs=1, verbose=0),
+    lambda: CNFDensityEstimator(hidden=(8,), max_epochs=1, verbose=0),
+], ids=["ODENetClassifier", "CNFDensityEstimator"])
+def test_array_estimators_refuse_a_checkpoint_of_other_values(make, tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    y = (X[:, 0] > 0).astype(int)
+    args = (X, y) if isinstance(make(), ODENetClassifier) else (X,)
+    make().fit(*args, checkpoint_dir=tmp_path)
+    negated = (-X, y) if len(args) == 2 else (-X,)  # same shape and range
+    with pytest.raises(InvalidCheckpointError, match="other data"):
+        make().fit(*negated, checkpoint_dir=tmp_path)
+    # The same data resumes: random_state=None takes the seed the checkpoint's fit drew.
+    assert make().set_params(max_epochs=2).fit(*args, checkpoint_dir=tmp_path).n_epochs_ == 2

@@ -185,4 +185,5 @@ def test_the_ode_net_predicts_with_the_current_settings_without_building_a_netwo
     clf.predict_proba(X)
     # Prediction drops the adjoint: without gradients it would only add overhead.
     assert clf.module_.body.options == SolverOptions(method="rk4", step_size=0.5,
-                                                     max_num_steps=1000)
+                                                     max_num_steps=1000, rtol=clf.rtol,
+                                                     atol=clf.atol)
