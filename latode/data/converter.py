@@ -19,7 +19,27 @@ from latode.data.scaling import ChannelScaler
 from latode.data.time_axis import TimeAxis
 from latode.data.validation import FrameSpec, validate_long_frame
 
-__all__ = ["IrregularFrameConverter"]
+__all__ = ["IrregularFrameConverter", "series_codes"]
+
+
+def series_codes(ids: pd.Series, canonical: bool = True
+                 ) -> tuple[np.ndarray, pd.Index | np.ndarray]:
+    """Integer codes of ``ids`` and the distinct ids they index.
+
+    ``canonical``: the distinct ids in sorted order, so that they do not depend on the order
+    of the rows (ids that cannot be compared, objects without ``<``, are ordered by their
+    ``repr``); otherwise in order of first appearance. The ids keep their type.
+    """
+    if canonical:
+        try:
+            return pd.factorize(ids, sort=True)
+        except TypeError:
+            codes, uniques = pd.factorize(ids, sort=False)
+            rank = np.argsort([repr(u) for u in uniques], kind="stable")
+            position = np.empty_like(rank)
+            position[rank] = np.arange(len(rank))
+            return position[codes], np.asarray(uniques, dtype=object)[rank]
+    return pd.factorize(ids, sort=False)
 
 
 class IrregularFrameConverter:
@@ -101,10 +121,13 @@ class IrregularFrameConverter:
                 "point_process=True."
             )
         self.time_axis_ = TimeAxis.fit(df[self.time_col], self.time_col, self.time_scale)
+        # Sums of floats depend on the order of their terms: the scalers read the rows in
+        # the packed order, so a shuffled frame is scaled to the last bit alike.
+        rows = self._row_order(df, argument)[0]
         values = df[list(self.spec_.target_cols)].to_numpy(dtype=float, na_value=np.nan)
-        self.scaler_ = ChannelScaler.fit(values, enabled=self.standardize)
+        self.scaler_ = ChannelScaler.fit(values[rows], enabled=self.standardize)
         self.inputs_scaler_ = fit_input_scaler(
-            df[list(roles.columns)].to_numpy(dtype=float, na_value=np.nan), roles.kinds,
+            df[list(roles.columns)].to_numpy(dtype=float, na_value=np.nan)[rows], roles.kinds,
             enabled=self.standardize)
         self.static_ = None if static_df is None else StaticTable.fit(static_df, self.id_col)
         self.id_dtype_ = str(df[self.id_col].dtype)
@@ -219,18 +242,30 @@ class IrregularFrameConverter:
 
     def fit_pack(self, df: pd.DataFrame, argument: str = "df",
                  static_df: pd.DataFrame | None = None) -> PackedSeries:
-        """:meth:`fit` on ``df`` and :meth:`pack` it, validating the frame once."""
+        """:meth:`fit` on ``df`` and :meth:`pack` it, validating the frame once.
+
+        The series are packed in the order of their sorted ids (:func:`series_codes`), not
+        of their first rows, so that the split into training and validation series and the
+        batches drawn from them are the same in any row order of ``df``.
+        """
         packed = self.fit(df, argument=argument, static_df=static_df)._pack_validated(
-            df, True, argument)
+            df, True, argument, canonical=True)
         self._add_static(packed, static_df)
         return packed
 
-    def _pack_validated(self, df: pd.DataFrame, values: bool,
-                        argument: str = "df", inputs: bool | None = None) -> PackedSeries:
-        targets = self.spec_.target_cols if values else ()
+    def _row_order(self, df: pd.DataFrame, argument: str, canonical: bool = True
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Index | np.ndarray]:
+        """Rows sorted by series then time: ``(order, keys, codes, uniques)`` with the series
+        in sorted-id order (``canonical``) or in order of first appearance."""
         keys = self.time_axis_.keys(df[self.time_col], self.time_col, argument)
-        codes, uniques = pd.factorize(df[self.id_col], sort=False)
-        order = np.lexsort((keys, codes))
+        codes, uniques = series_codes(df[self.id_col], canonical)
+        return np.lexsort((keys, codes)), keys, codes, uniques
+
+    def _pack_validated(self, df: pd.DataFrame, values: bool,
+                        argument: str = "df", inputs: bool | None = None,
+                        canonical: bool = False) -> PackedSeries:
+        targets = self.spec_.target_cols if values else ()
+        order, keys, codes, uniques = self._row_order(df, argument, canonical)
         counts = np.bincount(codes, minlength=len(uniques))
         raw = (df[list(targets)].to_numpy(dtype=float, na_value=np.nan)[order] if values
                else np.full((len(df), len(self.channels)), np.nan))
