@@ -1,12 +1,16 @@
 """Adversarial inputs of issue #26: row order, memory budgets, tiny scales and the small
 cases a hostile user found. Each test is seeded and takes a second or two."""
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from latode import LatentODEForecaster
+from latode import LatentODEForecaster, RNNForecaster
+from latode.data import targets as targets_module
 from latode.data.converter import series_codes
+from latode.estimators import _forecast_output as forecast_output
 
 
 def decay_frame(n=12, k=6, seed=0):
@@ -64,3 +68,60 @@ def test_ids_that_cannot_be_compared_are_ordered_by_their_repr():
     for ids in ([b, a, b], [a, b, a]):
         codes, uniques = series_codes(pd.Series(ids, dtype=object))
         assert list(uniques) == [a, b] and list(uniques[codes]) == ids
+
+
+# ------------------------------------------------------------------ memory budgets
+@pytest.fixture(scope="module")
+def fitted():
+    df = decay_frame()
+    return tiny_forecaster(max_epochs=1).fit(df), df
+
+
+@pytest.mark.parametrize("cls", [LatentODEForecaster, RNNForecaster])
+def test_a_forecast_solved_in_pieces_gives_the_numbers_of_one_solve(cls, monkeypatch):
+    # A grid of 10**6 forecast times once asked for 25.6 GB in one solve; over the budget the
+    # forecast is solved a few times at a time, with the same draws.
+    df = decay_frame(n=3)
+    model = (tiny_forecaster(rtol=1e-7, atol=1e-9) if cls is LatentODEForecaster
+             else RNNForecaster(hidden_dim=8, max_epochs=1, verbose=0, random_state=0,
+                                time_scale=1.0)).fit(df)
+    kwargs = dict(horizon=2.0, freq=0.25, level=[80], n_samples=7)
+    whole = model.predict(df, **kwargs)
+    paths = model.sample(df, horizon=[0.5, 1.0], n_samples=3, random_state=2)
+    monkeypatch.setattr(forecast_output, "MAX_SOLVE_PAIRS", 15)
+    pd.testing.assert_frame_equal(model.predict(df, **kwargs), whole, rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(
+        model.sample(df, horizon=[0.5, 1.0], n_samples=3, random_state=2), paths, rtol=1e-5,
+        atol=1e-6)
+
+
+def test_pieces_of_forecast_times_stay_within_the_budget():
+    bounds = forecast_output._pieces(np.array([3, 3, 3, 3, 9, 1]), 7)
+    assert bounds.tolist() == [0, 2, 4, 5, 6]
+
+
+def test_a_list_of_timestamps_over_the_cap_is_refused_before_any_solve(fitted):
+    model, df = fitted
+    with pytest.raises(ValueError, match=r"timestamps asks for 1,000,001 forecast times"):
+        model.predict(df, np.arange(1, 10**6 + 2) * 1e-6)
+
+
+def test_series_times_over_the_row_budget_are_refused_before_they_are_built(fitted,
+                                                                           monkeypatch):
+    model, df = fitted
+    monkeypatch.setattr(targets_module, "MAX_FORECAST_ROWS", 1000)
+    with pytest.raises(ValueError, match=r"horizon asks for 100 forecast times of each of "
+                                         r"12 series"):
+        model.predict(df, horizon=1.0, freq=0.01)
+
+
+@pytest.mark.parametrize("when", [1e12, -1e12])
+def test_a_time_far_from_the_training_span_is_refused_at_once(fitted, when):
+    model, df = fitted
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"timestamps asks for series 's\d+' .*model time "
+                                         "units from its context"):
+        model.predict(df, [when])
+    with pytest.raises(ValueError, match="timestamps asks for series"):
+        model.predict(df, pd.DataFrame({"unique_id": ["s1"], "ds": [when]}))
+    assert time.perf_counter() - start < 5

@@ -14,10 +14,22 @@ from latode.data.packing import PackedSeries
 from latode.data.time_axis import is_plain_number
 from latode.data.validation import show, time_kind
 
-__all__ = ["forecast_targets", "future_inputs", "MAX_GRID_POINTS"]
+__all__ = ["forecast_targets", "future_inputs", "MAX_GRID_POINTS", "MAX_MODEL_TIME",
+           "MAX_FORECAST_ROWS"]
 
-#: The most forecast times a ``horizon``/``freq`` grid may have per series.
+#: The most forecast times a series may be asked for: a ``horizon``/``freq`` grid, a list of
+#: ``timestamps`` or a series' rows of a ``timestamps`` frame.
 MAX_GRID_POINTS = 1_000_000
+
+#: The farthest a forecast time may lie from its series' first context row, in model time
+#: units (the training span is one unit unless ``time_scale`` says otherwise). The models
+#: compute in float32, which cannot tell times 0.06 apart there; and a solve to a time far
+#: beyond runs through its whole step budget before it fails.
+MAX_MODEL_TIME = 1e6
+
+#: The most forecast rows (series x times) one call may build: one draw of each, with its
+#: noisy copy, fills the 2 GiB draw budget of ``predict``.
+MAX_FORECAST_ROWS = 2**27
 
 
 def _packed_from_keys(conv: IrregularFrameConverter, ids: np.ndarray,
@@ -30,6 +42,16 @@ def _packed_from_keys(conv: IrregularFrameConverter, ids: np.ndarray,
         times=conv.time_axis_.to_model(keys),
         values=np.full((len(keys), len(conv.channels)), np.nan),
     )
+
+
+def _check_rows(n_series: int, n_times: int, argument: str) -> None:
+    """Refuse, before they are built, more forecast rows than one draw of each may fill
+    within the draw budget (``MAX_DRAW_BYTES`` of :mod:`latode.estimators`)."""
+    if n_series * n_times > MAX_FORECAST_ROWS:
+        raise ValueError(
+            f"{argument} asks for {n_times:,} forecast times of each of {n_series:,} series "
+            f"({n_series * n_times:.3g} rows; at most {MAX_FORECAST_ROWS:.3g} per call); "
+            "forecast fewer series or times per call.")
 
 
 def _is_sequence(value: object) -> bool:
@@ -90,6 +112,36 @@ def forecast_targets(conv: IrregularFrameConverter, context: PackedSeries, *,
     if (timestamps is None) == (horizon is None):
         raise ValueError("Pass exactly one of timestamps= (times to forecast) or horizon= "
                          "(offsets from each series' last row in the context).")
+    argument = "horizon" if timestamps is None else "timestamps"
+    targets = _targets(conv, context, timestamps, horizon, freq)
+    longest = int(targets.lengths.max())
+    if longest > MAX_GRID_POINTS:
+        raise ValueError(
+            f"{argument} asks for {longest:,} forecast times of one series (at most "
+            f"{MAX_GRID_POINTS:,} per call); split them over several calls.")
+    _check_reach(conv, context, targets, argument)
+    return targets
+
+
+def _check_reach(conv: IrregularFrameConverter, context: PackedSeries, targets: PackedSeries,
+                 argument: str) -> None:
+    """Every target time lies within :data:`MAX_MODEL_TIME` of its series' first context
+    row: refused at once, not after a solve that exhausts its step budget."""
+    first = context.times[context.indptr[:-1]][pd.Index(context.ids).get_indexer(targets.ids)]
+    reach = np.abs(targets.times - first[targets.series_of_row])
+    if len(reach) and reach.max() > MAX_MODEL_TIME:
+        row = int(np.argmax(reach))
+        series = targets.ids[targets.series_of_row[row]]
+        when = conv.time_axis_.from_keys(targets.keys[row:row + 1]).iloc[0]
+        raise ValueError(
+            f"{argument} asks for series {show(series)} at {when}, {reach[row]:.3g} model time "
+            f"units from its context (at most {MAX_MODEL_TIME:.0e}; one unit is the time_scale, "
+            "or the training span by default): the model cannot forecast that far. Ask for "
+            "nearer times.")
+
+
+def _targets(conv: IrregularFrameConverter, context: PackedSeries, timestamps: object,
+             horizon: object, freq: object) -> PackedSeries:
     if isinstance(timestamps, pd.DataFrame):
         targets = conv.pack(timestamps, argument="timestamps", values=False)
         known = pd.Index(context.ids)
@@ -123,6 +175,12 @@ def forecast_targets(conv: IrregularFrameConverter, context: PackedSeries, *,
         keys = np.unique(conv.time_axis_.keys(times, "timestamps"))
         if conv.time_axis_.kind == "float" and not np.all(np.isfinite(keys)):
             raise ValueError("timestamps contains infinite values; pass finite times.")
+        if len(keys) > MAX_GRID_POINTS:
+            # Before the times are repeated for every series.
+            raise ValueError(
+                f"timestamps asks for {len(keys):,} forecast times of each series (at most "
+                f"{MAX_GRID_POINTS:,} per call); split them over several calls.")
+        _check_rows(context.n_series, len(keys), "timestamps")
         return _packed_from_keys(conv, context.ids, np.tile(keys, (context.n_series, 1)))
     last = context.keys[context.indptr[1:] - 1]
     if freq is None:
@@ -153,6 +211,7 @@ def forecast_targets(conv: IrregularFrameConverter, context: PackedSeries, *,
         count = int(np.floor(ratio + 1e-9))
         offsets = step * np.arange(1, count + 1, dtype=np.asarray(step).dtype)
     offsets = np.unique(offsets)
+    _check_rows(context.n_series, len(offsets), "horizon")
     return _packed_from_keys(conv, context.ids, last[:, None] + offsets[None, :])
 
 

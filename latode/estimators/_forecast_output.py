@@ -26,10 +26,16 @@ from latode.estimators._inputs import check_positive_int
 from latode.estimators._schedule import prediction_chunk
 from latode.exceptions import SolverError
 
-__all__ = ["ForecastOutputMixin", "quantile_column", "level_columns", "MAX_DRAW_BYTES"]
+__all__ = ["ForecastOutputMixin", "quantile_column", "level_columns", "MAX_DRAW_BYTES",
+           "MAX_SOLVE_PAIRS"]
 
 #: Most memory the posterior draws of one predict/sample call may take (float64 values).
 MAX_DRAW_BYTES = 2 * 1024**3
+
+#: Most (draw, series, time) triples one solve decodes: the model's activations take a few
+#: hundred bytes each (a 64-wide decoder: 256), so a solve stays well under 1 GiB; a forecast
+#: that asks for more is solved in pieces of forecast times.
+MAX_SOLVE_PAIRS = 2**20
 
 _FORECAST_REMEDY = (
     "Try an adaptive solver (solver='dopri5') or a smaller step_size, times nearer the "
@@ -89,6 +95,25 @@ def _check_quantiles(quantiles: object, level: object) -> tuple[list[float], lis
     return [float(q) for q in qs], [float(lv) for lv in levels]
 
 
+def _pieces(weights: np.ndarray, budget: int) -> np.ndarray:
+    """Bounds ``[0, ..., len(weights)]`` of consecutive pieces whose ``weights`` sum to at
+    most ``budget`` (a piece of one heavier element stands alone).
+
+    Examples
+    --------
+    >>> _pieces(np.array([2, 2, 2, 5, 1]), 4).tolist()
+    [0, 2, 3, 4, 5]
+    """
+    bounds, total = [0], 0
+    for i, weight in enumerate(np.asarray(weights).tolist()):
+        if total and total + weight > budget:
+            bounds.append(i)
+            total = 0
+        total += weight
+    bounds.append(len(weights))
+    return np.asarray(bounds)
+
+
 class ForecastOutputMixin:
     """``predict`` and ``sample`` of every forecaster (see the module docstring)."""
 
@@ -132,28 +157,15 @@ class ForecastOutputMixin:
                 "or fewer timestamps per call (e.g. a series or a horizon at a time).")
         outputs = np.empty((n_samples, len(targets.keys), n_outputs))
         noisy = None if noise_std is None else np.empty_like(outputs)
-        step = prediction_chunk(self.batch_size)
+        # Few enough series per solve that one forecast time of all of them fits the budget.
+        step = max(1, min(prediction_chunk(self.batch_size), MAX_SOLVE_PAIRS // n_samples))
         self.module_.eval()
         for start in range(0, targets.n_series, step):
             chunk = np.arange(start, min(start + step, targets.n_series))
             batch = context.union_batch(position[chunk], device=device, future=future,
                                         future_series=future_position[position[chunk]])
-            rows = targets.rows_of(chunk)
-            which = np.repeat(np.arange(len(chunk)), targets.lengths[chunk])
-            # Target times on the batch's clock: since each series' first context row.
-            grid_times, _, column = solver_grid(targets.times[rows] - batch.origins[which],
-                                                torch.float32)
-            grid = torch.as_tensor(grid_times, dtype=torch.float32, device=device)
-            # Each series is asked for its own few times of the chunk's union grid: the
-            # model need only solve and decode those (series, time) pairs.
-            needed = torch.zeros(len(chunk), len(grid_times), dtype=torch.bool, device=device)
-            needed[torch.as_tensor(which, device=device),
-                   torch.as_tensor(column, device=device)] = True
             generators = series_generators(seed, targets.ids[chunk])
-            with torch.no_grad():
-                out = draw(self.module_, batch, grid, n_samples, generators, needed)
-            out = out.cpu().numpy()
-            outputs[:, rows] = out[:, which, column]
+            self._draw_chunk(draw, batch, targets, chunk, n_samples, generators, outputs)
             if noisy is not None:
                 for k, generator in zip(chunk, generators):
                     own = slice(targets.indptr[k], targets.indptr[k + 1])
@@ -161,6 +173,38 @@ class ForecastOutputMixin:
                     noisy[:, own] = outputs[:, own] + noise * noise_std
         self._check_finite_forecast(targets, outputs, outputs if noisy is None else noisy)
         return targets, outputs, noisy
+
+    def _draw_chunk(self, draw, batch, targets: PackedSeries, chunk: np.ndarray,
+                    n_samples: int, generators: list[torch.Generator],
+                    outputs: np.ndarray) -> None:
+        """Fill ``outputs`` (samples, rows, n_outputs) at the rows of the series ``chunk``,
+        in pieces of forecast times of at most :data:`MAX_SOLVE_PAIRS` draws each.
+
+        Every piece solves from the series' origins again and redraws the same posterior
+        draws (the generators are rewound), so the pieces give the numbers one solve would.
+        """
+        device = batch.values.device
+        rows = targets.rows_of(chunk)
+        which = np.repeat(np.arange(len(chunk)), targets.lengths[chunk])
+        # Target times on the batch's clock: since each series' first context row.
+        grid_times, _, column = solver_grid(targets.times[rows] - batch.origins[which],
+                                            torch.float32)
+        per_time = np.bincount(column, minlength=len(grid_times)) * n_samples
+        bounds = _pieces(per_time, MAX_SOLVE_PAIRS)
+        states = [g.get_state() for g in generators]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            for generator, state in zip(generators, states):
+                generator.set_state(state)
+            inside = (column >= lo) & (column < hi)
+            grid = torch.as_tensor(grid_times[lo:hi], dtype=torch.float32, device=device)
+            # Each series is asked for its own few times of the piece's union grid: the
+            # model need only solve and decode those (series, time) pairs.
+            needed = torch.zeros(len(chunk), hi - lo, dtype=torch.bool, device=device)
+            needed[torch.as_tensor(which[inside], device=device),
+                   torch.as_tensor(column[inside] - lo, device=device)] = True
+            with torch.no_grad():
+                out = draw(self.module_, batch, grid, n_samples, generators, needed)
+            outputs[:, rows[inside]] = out.cpu().numpy()[:, which[inside], column[inside] - lo]
 
     def _forecast_draws(self, context_df, timestamps, horizon, freq, n_samples, random_state,
                         noisy: bool, future_df=None, static_df=None):
