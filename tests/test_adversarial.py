@@ -7,10 +7,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from latode import LatentODEForecaster, RNNForecaster
+from latode import CNFDensityEstimator, LatentODEForecaster, RNNForecaster
 from latode.data import targets as targets_module
 from latode.data.converter import series_codes
 from latode.estimators import _forecast_output as forecast_output
+
+
+def poisson_frame(n_series, rate=4.0, length=5.0, seed=0):
+    """Homogeneous Poisson events with a noisy value at each."""
+    rng = np.random.default_rng(seed)
+    rows = [(f"s{i}", t, np.cos(t) + 0.1 * rng.normal()) for i in range(n_series)
+            for t in np.sort(rng.uniform(0, length, rng.poisson(rate * length)))]
+    return pd.DataFrame(rows, columns=["unique_id", "ds", "y"])
 
 
 def decay_frame(n=12, k=6, seed=0):
@@ -125,3 +133,49 @@ def test_a_time_far_from_the_training_span_is_refused_at_once(fitted, when):
     with pytest.raises(ValueError, match="timestamps asks for series"):
         model.predict(df, pd.DataFrame({"unique_id": ["s1"], "ds": [when]}))
     assert time.perf_counter() - start < 5
+
+
+@pytest.fixture(scope="module")
+def events_model():
+    df = poisson_frame(n_series=4, length=3.0)
+    model = LatentODEForecaster(latent_dim=2, hidden=(8,), encoder="rnn", encoder_hidden=8,
+                                max_epochs=1, verbose=0, random_state=0,
+                                point_process=True).fit(df)
+    return model, df
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(horizon=1e7), r"horizon=10000000.0 is 3.\d+e\+06 model time units"),
+    (dict(horizon=1.0, n_samples=20_000), "n_samples=20000 draws"),
+    (dict(horizon=1e5), "candidate events"),
+])
+def test_sample_events_over_the_budget_is_refused_before_thinning(events_model, kwargs,
+                                                                  words):
+    model, df = events_model
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=words):
+        model.sample_events(df, **kwargs)
+    assert time.perf_counter() - start < 5
+
+
+def test_score_with_draws_over_the_budget_is_refused_naming_n_samples(fitted):
+    model, df = fitted
+    with pytest.raises(ValueError, match=r"score with n_samples=10000000 draws .* pass "
+                                         r"n_samples=2796202 or fewer"):
+        model.score(df, n_samples=10**7)
+
+
+def test_score_in_smaller_batches_under_the_budget_is_finite(fitted):
+    model, df = fitted
+    assert np.isfinite(model.score(df, n_samples=50_000))
+
+
+def test_cnf_sample_over_the_budget_is_refused_at_once():
+    X = np.random.default_rng(0).normal(size=(64, 2))
+    model = CNFDensityEstimator(hidden=(8,), max_epochs=1, batch_size=64, verbose=0,
+                                random_state=0).fit(X)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"n_samples=1000000000 draws of 2 features would "
+                                         r"take 14.9 GiB"):
+        model.sample(10**9)
+    assert time.perf_counter() - start < 1

@@ -8,6 +8,7 @@ a numeric time column, one day for datetimes and timedeltas, or the ``per=`` giv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,9 +16,11 @@ import pandas as pd
 import torch
 
 from latode.data.packing import solver_grid
+from latode.data.targets import MAX_MODEL_TIME
 from latode.estimators._base import seed_from, seeded_by
 from latode.estimators._forecast_output import (
     _FORECAST_REMEDY,
+    MAX_SOLVE_PAIRS,
     _check_quantiles,
     level_columns,
     quantile_column,
@@ -32,6 +35,9 @@ __all__ = ["PointProcessMixin", "INTENSITY_COLUMN"]
 
 #: name of the intensity column of :meth:`PointProcessMixin.predict_intensity`
 INTENSITY_COLUMN = "intensity"
+
+#: Points of each series' window on which ``sample_events`` bounds its intensity.
+_BOUND_POINTS = 65
 
 
 class PointProcessMixin:
@@ -135,12 +141,25 @@ class PointProcessMixin:
         if horizon is None:
             raise ValueError("horizon is required: the length of the window to draw events in.")
         span = self._model_time_per_unit(horizon, "horizon")
+        if span > MAX_MODEL_TIME:
+            raise ValueError(
+                f"horizon={horizon!r} is {span:.3g} model time units (at most "
+                f"{MAX_MODEL_TIME:.0e}; one unit is the time_scale, or the training span by "
+                "default): the model cannot forecast that far. Pass a shorter horizon.")
+        if n_samples * _BOUND_POINTS > MAX_SOLVE_PAIRS:
+            raise ValueError(
+                f"n_samples={n_samples} draws of a series' intensity on its {_BOUND_POINTS} "
+                f"bound points exceed the {MAX_SOLVE_PAIRS:,} a solve may take; ask for at most "
+                f"{MAX_SOLVE_PAIRS // _BOUND_POINTS} draws per call and call again for more.")
         conv = self.converter_
         context = conv.pack(context_df, argument="context_df")
         seed = seed_from(random_state)
         device = next(self.module_.parameters()).device
         frames = []
-        step = prediction_chunk(self.batch_size)
+        # The bound reads every series' draws on every series' points: n_samples x step^2 x
+        # _BOUND_POINTS triples, kept within the budget of one solve.
+        step = max(1, min(prediction_chunk(self.batch_size),
+                          math.isqrt(MAX_SOLVE_PAIRS // (n_samples * _BOUND_POINTS))))
         for start in range(0, context.n_series, step):
             chunk = np.arange(start, min(start + step, context.n_series))
             batch = context.union_batch(chunk, device=device)
@@ -193,11 +212,17 @@ class PointProcessMixin:
         n_samples, n_series = draws[0].shape[:2]
         start, end = start.cpu(), end.cpu()
         length = end - start
-        own = start[:, None] + length[:, None] * torch.linspace(0.0, 1.0, 65)  # (batch, 65)
+        own = start[:, None] + length[:, None] * torch.linspace(0.0, 1.0, _BOUND_POINTS)
         rates = self._rates_at_each(draws, own.ravel())  # (samples, batch, batch * 65)
         mine = rates.reshape(n_samples, n_series, n_series, -1)[:, torch.arange(n_series),
                                                                  torch.arange(n_series)]
         bound = 2.0 * mine.amax(-1).clamp_min(1e-6)  # (samples, batch)
+        candidates = float((bound * length).sum())  # expected, over all draws and series
+        if candidates * n_samples * n_series > 16 * MAX_SOLVE_PAIRS:
+            raise ValueError(
+                f"sample_events would draw about {candidates:.3g} candidate events for "
+                f"{n_series} series x {n_samples} draws (the intensity times the horizon), too "
+                "many to thin in memory: pass a shorter horizon or fewer n_samples.")
         kept, pending = [], list(range(n_series))
         for _ in range(max_tries):
             drawn = []

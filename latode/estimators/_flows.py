@@ -23,6 +23,9 @@ __all__ = ["FlowDensityEstimator", "AUTO_TRAIN_STEPS", "AUTO_EPOCH_STEPS",
 
 _CHUNK = 4096  # rows per evaluation solve, to bound memory
 
+#: Most memory the draws of one ``sample`` call may take (float64, as returned).
+MAX_SAMPLE_BYTES = 2 * 1024**3
+
 #: ``max_epochs="auto"``: as many epochs as give this many optimisation steps, so that a
 #: small data set is not trained less and a large one not for longer than it needs.
 AUTO_TRAIN_STEPS = 1200
@@ -211,6 +214,13 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
         """
         self._check_fitted()
         n_samples = check_positive_int(n_samples, "n_samples")
+        size = 8 * n_samples * self.n_features_in_  # the float64 draws returned
+        if size > MAX_SAMPLE_BYTES:
+            raise ValueError(
+                f"n_samples={n_samples} draws of {self.n_features_in_} features would take "
+                f"{size / 1024**3:.3g} GiB (at most {MAX_SAMPLE_BYTES / 1024**3:.0f} GiB, "
+                f"{MAX_SAMPLE_BYTES // (8 * self.n_features_in_):,} draws, per call; each "
+                "is an ODE solve): draw fewer and call again with another random_state.")
         generator = torch.Generator().manual_seed(seed_from(random_state))
         z = torch.randn(n_samples, self.n_features_in_, generator=generator)
         device = next(self.module_.parameters()).device

@@ -39,6 +39,7 @@ from latode.data.covariates import CovariateRoles
 from latode.estimators._base import COMMON_CONSTRAINTS, TorchEstimator, resolve_device, seed_from
 from latode.estimators._forecast_output import (
     _FORECAST_REMEDY,
+    MAX_SOLVE_PAIRS,
     ForecastOutputMixin,
     level_columns,
     quantile_column,
@@ -345,7 +346,7 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         generator = torch.Generator().manual_seed(seed_from(random_state))
         device = next(self.module_.parameters()).device
         batches = packed.union_batches(np.arange(packed.n_series),
-                                       prediction_chunk(self.batch_size),
+                                       _score_chunk(self.batch_size, n_samples, packed),
                                        device=device)
         with torch.no_grad():
             total, count = self._log_likelihood_sum(self.module_, batches, n_samples, generator)
@@ -383,3 +384,16 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         self.bad_steps_ = state["bad_steps"]
         self.module_ = self._build_module(self.n_features_in_)
 
+
+def _score_chunk(batch_size: int | str, n_samples: int, packed: PackedSeries) -> int:
+    """Series per solve of ``score``: few enough that ``n_samples`` draws of their rows stay
+    within ``MAX_SOLVE_PAIRS``, or an error naming ``n_samples`` when one series alone
+    would take 16 times that (several GiB)."""
+    longest = int(packed.lengths.max())
+    if n_samples * longest > 16 * MAX_SOLVE_PAIRS:
+        raise ValueError(
+            f"score with n_samples={n_samples} draws of a series of {longest} rows would solve "
+            f"{n_samples * longest:.3g} (draw, time) pairs at once (at most "
+            f"{16 * MAX_SOLVE_PAIRS:,}); pass n_samples={max(1, 16 * MAX_SOLVE_PAIRS // longest)}"
+            " or fewer.")
+    return max(1, min(prediction_chunk(batch_size), MAX_SOLVE_PAIRS // (n_samples * longest)))
