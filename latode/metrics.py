@@ -14,7 +14,8 @@ import pandas as pd
 
 __all__ = [
     "mae", "rmse", "pinball_loss", "crps_from_samples", "crps_from_quantiles", "coverage",
-    "holdout_split", "forecast_scores", "QUANTILE_GRID",
+    "holdout_split", "horizon_split", "time_step", "forecast_scores",
+    "cross_validation_scores", "QUANTILE_GRID",
 ]
 
 #: 99 evenly spaced levels: CRPS from this grid is within about 1% of the exact value for
@@ -178,6 +179,55 @@ def holdout_split(df: pd.DataFrame, id_col: str, time_col: str, fraction: float 
     return (df[usable & ~held].reset_index(drop=True), df[held].reset_index(drop=True))
 
 
+def time_step(value: object, times: pd.Series, name: str = "horizon") -> object:
+    """``value`` as a step of the time column ``times``: a positive number for numeric
+    times, a positive ``Timedelta`` for datetimes and timedeltas.
+
+    Examples
+    --------
+    >>> time_step("6h", pd.Series(pd.to_datetime(["2024-01-01"])))
+    Timedelta('0 days 06:00:00')
+    """
+    numeric = pd.api.types.is_numeric_dtype(times)
+    if numeric:
+        ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) \
+            and value > 0
+        if not ok:
+            raise ValueError(f"{name}={value!r} must be a positive number: the times are "
+                             "numbers.")
+        return float(value)
+    if isinstance(value, (int, float, np.number)):
+        raise ValueError(f"{name}={value!r} must be a duration such as '30D' or '6h': the "
+                         "times are datetimes or timedeltas, and a plain number has no unit.")
+    step = pd.Timedelta(value)
+    if not step > pd.Timedelta(0):
+        raise ValueError(f"{name}={value!r} must be a positive duration.")
+    return step
+
+
+def horizon_split(df: pd.DataFrame, id_col: str, time_col: str, horizon: object
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a frame at ``horizon`` before its last time: the rows up to then (context)
+    and each series' rows after it (held out), for series that have both.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"id": [1, 1, 1, 2], "t": [0.0, 1.0, 2.0, 2.0], "y": 0.0})
+    >>> context, held = horizon_split(df, "id", "t", 1.0)
+    >>> list(context.t), list(held.t)
+    ([0.0, 1.0], [2.0])
+    """
+    for col in (id_col, time_col):
+        if col not in df.columns:
+            raise ValueError(f"Column {col!r} is not in the frame; columns are "
+                             f"{list(df.columns)}.")
+    cutoff = df[time_col].max() - time_step(horizon, df[time_col])
+    before = df[time_col] <= cutoff
+    both = set(df.loc[before, id_col]) & set(df.loc[~before, id_col])
+    keep = df[id_col].isin(both)
+    return (df[keep & before].reset_index(drop=True), df[keep & ~before].reset_index(drop=True))
+
+
 def forecast_scores(actual: pd.DataFrame, forecast: pd.DataFrame, *, id_col: str,
                     time_col: str, targets: Sequence[str], quantiles: Sequence[float] = (),
                     level: Sequence[float] = (), keys: Sequence[str] = ()) -> pd.DataFrame:
@@ -225,3 +275,58 @@ def forecast_scores(actual: pd.DataFrame, forecast: pd.DataFrame, *, id_col: str
             row[f"coverage_{lv:g}"] = coverage(truth, lo.to_numpy(float), hi.to_numpy(float))
         rows.append(row)
     return pd.DataFrame(rows).set_index("target")
+
+
+def cross_validation_scores(cv: pd.DataFrame, *, id_col: str = "unique_id",
+                            time_col: str = "ds", per_series: bool = False) -> pd.DataFrame:
+    """Score the frame ``cross_validation`` returns: MAE, RMSE, CRPS (from its quantile
+    columns) and interval coverage (from its ``level`` columns), per target over every
+    window, or per series and target with ``per_series``.
+
+    Parameters
+    ----------
+    cv : DataFrame
+        ``id_col``, ``time_col``, ``cutoff``, each target's forecast ``<target>`` with its
+        quantile / interval columns, and ``<target>_actual``.
+    per_series : bool
+        One row per (series, target) instead of per target.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by target (or by series and target): ``n``, ``mae``, ``rmse`` and, where
+        the columns exist, ``crps`` and ``coverage_<level>``.
+
+    Examples
+    --------
+    >>> cv = pd.DataFrame({"unique_id": [0, 0, 1], "ds": [1.0, 2.0, 1.0], "cutoff": 0.5,
+    ...                    "y": [1.0, 2.0, 3.0], "y_actual": [1.0, 4.0, 2.0]})
+    >>> cross_validation_scores(cv)[["n", "mae"]]
+            n  mae
+    target
+    y       3  1.0
+    """
+    suffix = "_actual"
+    targets = [c[:-len(suffix)] for c in cv.columns if c.endswith(suffix)
+               and c[:-len(suffix)] in cv.columns]
+    if not targets or "cutoff" not in cv.columns:
+        raise ValueError("cross_validation_scores reads the frame cross_validation returns: "
+                         "'cutoff', and '<target>' beside '<target>_actual' columns.")
+    quantiles = sorted({float(c.rsplit("_q", 1)[1]) for t in targets for c in cv.columns
+                        if c.startswith(f"{t}_q")})
+    levels = sorted({float(c.rsplit("-", 1)[1]) for t in targets for c in cv.columns
+                     if c.startswith(f"{t}-lo-")})
+    actual = cv[[id_col, time_col, "cutoff", *(t + suffix for t in targets)]].rename(
+        columns={t + suffix: t for t in targets})
+    forecast = cv.drop(columns=[t + suffix for t in targets])
+
+    def scores(rows: pd.DataFrame, predicted: pd.DataFrame) -> pd.DataFrame:
+        return forecast_scores(rows, predicted, id_col=id_col, time_col=time_col,
+                               targets=targets, quantiles=quantiles, level=levels,
+                               keys=["cutoff"])
+
+    if not per_series:
+        return scores(actual, forecast)
+    parts = {series: scores(rows, forecast[forecast[id_col] == series])
+             for series, rows in actual.groupby(id_col, sort=True)}
+    return pd.concat(parts, names=[id_col])

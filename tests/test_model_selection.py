@@ -65,3 +65,47 @@ def test_scorer_arguments_are_checked():
         make_forecast_scorer("mape")
     with pytest.raises(ValueError, match="holdout"):
         make_forecast_scorer("mae", holdout=1.5)
+
+
+def test_cutoff_folds_train_before_and_test_after_each_cutoff_in_a_grid_search():
+    """CutoffSplit with make_forecast_scorer(horizon=): each fold's model never saw its test
+    window, and the scorer forecasts exactly the window's rows from the rows before it."""
+    from latode.model_selection import CutoffSplit
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"unique_id": np.repeat(np.arange(6), 10),
+                       "ds": np.tile(np.arange(10.0), 6), "y": rng.normal(size=60)})
+    folds = list(CutoffSplit(3, horizon=2.0).split(df))
+    assert [float(df.ds.iloc[train].max()) for train, _ in folds] == [3.0, 5.0, 7.0]
+    for train, test in folds:
+        cutoff = df.ds.iloc[train].max()
+        assert df.ds.iloc[test].max() == cutoff + 2.0
+    search = GridSearchCV(RNNForecaster(max_epochs=1, verbose=0, random_state=0),
+                          {"hidden_dim": [4, 8]}, cv=CutoffSplit(2, horizon=2.0),
+                          scoring=make_forecast_scorer("mae", horizon=2.0)).fit(df)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    with pytest.raises(ValueError, match="reaches back before the frame's first time"):
+        list(CutoffSplit(6, horizon=2.0).split(df))
+    with pytest.raises(ValueError, match="must be a duration"):
+        list(CutoffSplit(2, horizon=2.0).split(df.assign(ds=pd.to_timedelta(df.ds, "D"))))
+
+
+def test_cross_validation_scores_match_the_metrics_per_target_and_per_series():
+    from latode.metrics import cross_validation_scores
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"unique_id": np.repeat(np.arange(4), 8),
+                       "ds": np.tile(np.arange(8.0), 4), "y": rng.normal(size=32)})
+    cv = RNNForecaster(max_epochs=1, verbose=0, random_state=0).cross_validation(
+        df, horizon=2.0, n_windows=2, level=(80,))
+    overall = cross_validation_scores(cv)
+    errors = cv["y"] - cv["y_actual"]
+    assert overall.loc["y", "n"] == len(cv)
+    assert overall.loc["y", "mae"] == pytest.approx(errors.abs().mean())
+    assert overall.loc["y", "rmse"] == pytest.approx(np.sqrt((errors ** 2).mean()))
+    inside = (cv["y_actual"] >= cv["y-lo-80"]) & (cv["y_actual"] <= cv["y-hi-80"])
+    assert overall.loc["y", "coverage_80"] == pytest.approx(inside.mean())
+    assert "crps" in overall.columns
+    per_series = cross_validation_scores(cv, per_series=True)
+    assert per_series.loc[(2, "y"), "mae"] == pytest.approx(
+        errors[cv["unique_id"] == 2].abs().mean())
