@@ -179,3 +179,20 @@ def test_cnf_sample_over_the_budget_is_refused_at_once():
                                          r"take 14.9 GiB"):
         model.sample(10**9)
     assert time.perf_counter() - start < 1
+
+
+# ------------------------------------------------------------------ tiny scales in the CNF
+@pytest.mark.parametrize("scale", [1e-200, 1e-160])
+def test_a_cnf_on_a_scale_whose_variance_underflows_is_refused(scale):
+    # The exact answer for X * 1e-200 is ~918 nats; an underflowed variance scored -1.77.
+    X = np.random.default_rng(0).normal(size=(64, 2)) * scale
+    with pytest.raises(ValueError, match=r"column 0 has values too small to standardise"):
+        CNFDensityEstimator(hidden=(8,), max_epochs=1, verbose=0, random_state=0).fit(X)
+
+
+def test_a_cnf_on_a_constant_column_is_refused_naming_it():
+    X = np.random.default_rng(0).normal(size=(64, 2))
+    X[:, 1] = 3.0
+    with pytest.raises(ValueError, match=r"column 1 is constant \(every value is 3.0\).*point "
+                                         "mass.*Drop the column"):
+        CNFDensityEstimator(hidden=(8,), max_epochs=1, verbose=0, random_state=0).fit(X)

@@ -23,6 +23,9 @@ __all__ = ["FlowDensityEstimator", "AUTO_TRAIN_STEPS", "AUTO_EPOCH_STEPS",
 
 _CHUNK = 4096  # rows per evaluation solve, to bound memory
 
+#: The smallest standard deviation of a column: its square is float64's smallest normal.
+_MIN_SCALE = math.sqrt(np.finfo(np.float64).tiny)
+
 #: Most memory the draws of one ``sample`` call may take (float64, as returned).
 MAX_SAMPLE_BYTES = 2 * 1024**3
 
@@ -94,6 +97,9 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Each column is standardised. A constant column is refused (a point mass has no
+            density; drop it), as is a column whose variance overflows or underflows
+            float64 (standard deviations beyond about 1e154 or below 1e-154; rescale it).
         y : None
             Ignored; present for scikit-learn's API.
         checkpoint_dir : path or None
@@ -126,8 +132,8 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
                 "(its variance overflows float64); rescale X, e.g. divide it by its largest "
                 "absolute value."
             )
-        # Constant columns keep scale 1 (as StandardScaler does) instead of dividing by zero.
-        self.scale_ = np.where(scale > 0, scale, 1.0)
+        self._check_spread(X, scale)
+        self.scale_ = scale
         self._prepare_fit(n_features)
         device = resolve_device(self.device)
         u = self._standardise(X, device)
@@ -231,6 +237,25 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
         return u * self.scale_ + self.mean_
 
     # ---------------------------------------------------------------- helpers
+    def _check_spread(self, X: np.ndarray, scale: np.ndarray) -> None:
+        """Refuse columns whose density cannot be learned: a constant column is a point mass
+        (no density at all), and a spread below ``_MIN_SCALE`` squares to a variance that
+        underflows float64 (it would be read as constant and give wrong densities, as an
+        overflowing one is refused above)."""
+        if len(X) < 2:
+            raise ValueError(f"Invalid X for {type(self).__name__}.fit: n_samples=1; a density "
+                             "is learned from at least 2 samples.")
+        for j in np.flatnonzero(~(scale >= _MIN_SCALE)):
+            if np.ptp(X[:, j]) == 0:
+                raise ValueError(
+                    f"Invalid X for {type(self).__name__}.fit: column {j} is constant (every "
+                    f"value is {float(X[0, j])!r}); its distribution is a point mass, which has no "
+                    "density to learn. Drop the column (its value is known).")
+            raise ValueError(
+                f"Invalid X for {type(self).__name__}.fit: column {j} has values too small to "
+                f"standardise (standard deviation {scale[j]:.3g}, its variance underflows "
+                "float64); rescale X, e.g. divide it by its largest absolute value.")
+
     def _standardise(self, X: np.ndarray, device: torch.device) -> torch.Tensor:
         u = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
         return torch.as_tensor(u, dtype=torch.float32, device=device)
