@@ -196,3 +196,9 @@ def test_a_cnf_on_a_constant_column_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"column 1 is constant \(every value is 3.0\).*point "
                                          "mass.*Drop the column"):
         CNFDensityEstimator(hidden=(8,), max_epochs=1, verbose=0, random_state=0).fit(X)
+
+
+def test_a_level_below_one_is_refused_as_a_fraction_not_read_as_percent(fitted):
+    model, df = fitted
+    with pytest.raises(ValueError, match=r"level is in percent.*write level=\[80\]"):
+        model.predict(df, horizon=[1.0], level=[0.8])

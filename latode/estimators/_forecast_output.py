@@ -92,6 +92,11 @@ def _check_quantiles(quantiles: object, level: object) -> tuple[list[float], lis
             raise TypeError(f"level must be numbers in (0, 100); got {lv!r}.")
         if not 0 < float(lv) < 100:
             raise ValueError(f"level must lie in (0, 100), e.g. level=[80, 95]; got {lv!r}.")
+        if float(lv) < 1:
+            # level=[0.8] is almost always a fraction meant as 80%, not a 0.8% interval.
+            raise ValueError(f"level is in percent, in [1, 100): level={lv!r} would be a "
+                             f"{float(lv):g}% interval; write level=[{float(lv) * 100:g}] for "
+                             f"{float(lv) * 100:g}%.")
     return [float(q) for q in qs], [float(lv) for lv in levels]
 
 
