@@ -151,7 +151,7 @@ def test_two_gloo_ranks_fit_what_one_process_fits(tmp_path):
     assert len(checkpoint["history"]) == RNN_PARAMS["max_epochs"]
     # The epoch's checkpoint and the one before it; the lock went with the fit.
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
-        "checkpoint.pt", "checkpoint.prev.pt"]
+        "checkpoint.prev.pt", "checkpoint.pt"]
 
 
 BACKWARD_FAILURE_WORKER = textwrap.dedent('''
