@@ -202,3 +202,17 @@ def test_a_level_below_one_is_refused_as_a_fraction_not_read_as_percent(fitted):
     model, df = fitted
     with pytest.raises(ValueError, match=r"level is in percent.*write level=\[80\]"):
         model.predict(df, horizon=[1.0], level=[0.8])
+
+
+def test_ids_one_and_one_point_zero_are_not_merged_silently():
+    df = pd.DataFrame({"unique_id": pd.Series([1, 1, 1.0, 1.0], dtype=object),
+                       "ds": [0.0, 1.0, 0.0, 1.0], "y": [1.0, 2.0, 3.0, 4.0]})
+    with pytest.raises(TypeError, match=r"mixes series ids of types \['float', 'int'\]"):
+        RNNForecaster(max_epochs=1, verbose=0).fit(df)
+
+
+def test_a_complex_target_is_refused_not_cut_to_its_real_part():
+    df = pd.DataFrame({"unique_id": [0, 0, 1, 1], "ds": [0.0, 1.0, 0.0, 1.0],
+                       "y": np.array([1 + 1j, 2, 3, 4 - 2j])})
+    with pytest.raises(TypeError, match="Value column 'y' of df is complex"):
+        RNNForecaster(max_epochs=1, verbose=0).fit(df)

@@ -248,11 +248,21 @@ def validate_long_frame(
 
 def _check_id_types(ids: pd.Series, id_col: str, argument: str) -> None:
     """Ids of one kind: ``"1"`` and ``1`` in one column would be two series that print alike
-    (and a forecast's ids could not come back in one dtype)."""
+    (and a forecast's ids could not come back in one dtype), and ``1`` and ``1.0`` would be
+    merged into one series (they compare equal)."""
     if ids.dtype != object:
         return
-    kinds = ids.map(lambda value: "number" if isinstance(value, numbers.Number)
-                    else type(value).__name__).unique()
+
+    def kind(value: object) -> str:
+        if isinstance(value, (bool, np.bool_)):
+            return "bool"
+        if isinstance(value, numbers.Integral):
+            return "int"
+        if isinstance(value, numbers.Number):
+            return "float"
+        return type(value).__name__
+
+    kinds = ids.map(kind).unique()
     if len(kinds) > 1:
         raise TypeError(
             f"Column {id_col!r} of {argument} mixes series ids of types {sorted(kinds)}; use "
@@ -281,6 +291,12 @@ def check_value_column(df: pd.DataFrame, id_col: str, col: str, argument: str,
     where given (NaN: not given). ``kind`` names the column's role in messages."""
     column = df[col]
     remedy = " or drop it from target_cols" if kind == "Value" else ""
+    if pd.api.types.is_complex_dtype(column.dtype):
+        raise TypeError(
+            f"{kind} column {col!r} of {argument} is complex ({column.dtype}); the models "
+            f"read real numbers: pass its real and imaginary parts as two columns, e.g. "
+            f"df[{col!r}].to_numpy().real and .imag."
+        )
     if pd.api.types.is_bool_dtype(column.dtype) or not pd.api.types.is_numeric_dtype(
         column.dtype
     ):

@@ -45,7 +45,7 @@ def test_good_frame_passes_and_infers_numeric_targets():
          ValueError, ["time zones", "utc=True"]),
         (lambda df: df[["unique_id", "ds"]], ValueError, ["no numeric value column"]),
         (lambda df: df.assign(unique_id=pd.Series(["a", "a", 1, 1], dtype=object)), TypeError,
-         ["'unique_id'", "['number', 'str']", ".astype(str)"]),
+         ["'unique_id'", "['int', 'str']", ".astype(str)"]),
     ],
     ids=["empty", "missing-time", "missing-id", "nan-time", "nat-time",
          "duplicates", "infinite", "unobserved-series", "missing-id-value", "string-times",
