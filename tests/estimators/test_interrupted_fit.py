@@ -5,17 +5,16 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _faults import flip_tensor_bytes, strip_times
 
 from latode import CNFDensityEstimator, ODENetClassifier, RNNForecaster
 from latode.estimators._forecaster import BaseForecaster
@@ -185,25 +184,6 @@ def test_a_checkpoint_dir_that_cannot_be_created_is_refused_before_training(tmp_
     with pytest.raises(PermissionError, match="checkpoint_dir .*a_file"):
         model.fit(series_frame(), checkpoint_dir=tmp_path / "a_file" / "checkpoints")
     assert model.history_ == []  # no epoch ran before the refusal
-
-
-def strip_times(history):
-    return [{k: v for k, v in r.items() if k != "epoch_time"} for r in history]
-
-
-def flip_tensor_bytes(path, n_bytes=40):
-    """Invert ``n_bytes`` inside the largest tensor's storage of a torch archive, leaving
-    the archive's structure intact (torch reads such a file without complaint)."""
-    data = bytearray(path.read_bytes())
-    with zipfile.ZipFile(path) as archive:
-        entry = max((e for e in archive.infolist() if "/data/" in e.filename),
-                    key=lambda e: e.file_size)
-    name_length, extra_length = struct.unpack("<HH", data[entry.header_offset + 26:
-                                                          entry.header_offset + 30])
-    start = entry.header_offset + 30 + name_length + extra_length
-    for i in range(min(n_bytes, entry.file_size)):
-        data[start + i] ^= 0xFF
-    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("make", [

@@ -3,12 +3,11 @@ checks on resume, checksums and the fallback to the previous epoch's checkpoint.
 
 import os
 import socket
-import struct
 import subprocess
-import zipfile
 
 import pytest
 import torch
+from _faults import flip_tensor_bytes, strip_times
 from torch import nn
 
 from latode.exceptions import CheckpointInUseError, InvalidCheckpointError
@@ -33,25 +32,6 @@ def make_trainer(folder, loss=squared_error, **kw):
     kw.setdefault("max_epochs", 2)
     return Trainer(nn.Linear(3, 1), loss, batches, learning_rate=0.05,
                    checkpoint_dir=folder, **kw)
-
-
-def strip_times(history):
-    return [{k: v for k, v in r.items() if k != "epoch_time"} for r in history]
-
-
-def flip_tensor_bytes(path, n_bytes=40):
-    """Invert ``n_bytes`` inside the largest tensor's storage of a torch archive, leaving
-    the archive's structure intact (torch reads such a file without complaint)."""
-    data = bytearray(path.read_bytes())
-    with zipfile.ZipFile(path) as archive:
-        entry = max((e for e in archive.infolist() if "/data/" in e.filename),
-                    key=lambda e: e.file_size)
-    name_length, extra_length = struct.unpack("<HH", data[entry.header_offset + 26:
-                                                          entry.header_offset + 30])
-    start = entry.header_offset + 30 + name_length + extra_length
-    for i in range(min(n_bytes, entry.file_size)):
-        data[start + i] ^= 0xFF
-    path.write_bytes(bytes(data))
 
 
 def test_a_second_fit_on_a_folder_in_use_is_refused_and_the_first_goes_on(tmp_path):
