@@ -241,11 +241,8 @@ def future_inputs(conv: IrregularFrameConverter, context: PackedSeries, targets:
                              "future_covariates= / impulse_covariates=.")
         return None, none
     end = context.keys[context.indptr[1:] - 1]
-    position_of_target = pd.Index(context.ids).get_indexer(targets.ids)
-    asked = np.full(context.n_series, -np.inf if conv.time_axis_.kind == "float"
-                    else np.iinfo(np.int64).min, dtype=context.keys.dtype)
-    latest = targets.keys[targets.indptr[1:] - 1]
-    asked[position_of_target] = latest
+    asked = end.copy()  # the latest time asked of each series (its context's end if none)
+    asked[pd.Index(context.ids).get_indexer(targets.ids)] = targets.keys[targets.indptr[1:] - 1]
     ahead = asked > end
     when = conv.time_axis_.from_keys
     if future_df is None:
@@ -262,21 +259,21 @@ def future_inputs(conv: IrregularFrameConverter, context: PackedSeries, targets:
     if unknown.any():
         raise ValueError(f"Series {show(future.ids[np.flatnonzero(unknown)[0]])} of future_df "
                          "is not in context_df; every series needs its context.")
-    covered = np.full(context.n_series, False)
-    for k in np.flatnonzero(position >= 0):
-        own = future.keys[future.indptr[position[k]]:future.indptr[position[k] + 1]]
-        if own[0] <= end[k]:
-            raise ValueError(
-                f"future_df has a row of series {show(context.ids[k])} at "
-                f"{when(own[:1]).iloc[0]}, not after its context's last row "
-                f"({when(end[k:k + 1]).iloc[0]}); inputs up to then belong in context_df.")
-        covered[k] = own[-1] >= asked[k]
-    short = ahead & ~covered
+    has = position >= 0
+    first, last = end.copy(), end.copy()  # each series' first and last future_df row
+    first[has] = future.keys[future.indptr[position[has]]]
+    last[has] = future.keys[future.indptr[position[has] + 1] - 1]
+    early = has & (first <= end)
+    if early.any():
+        k = int(np.flatnonzero(early)[0])
+        raise ValueError(
+            f"future_df has a row of series {show(context.ids[k])} at "
+            f"{when(first[k:k + 1]).iloc[0]}, not after its context's last row "
+            f"({when(end[k:k + 1]).iloc[0]}); inputs up to then belong in context_df.")
+    short = ahead & ~(has & (last >= asked))
     if short.any():
         k = int(np.flatnonzero(short)[0])
-        reach = ("has no rows" if position[k] < 0 else "ends at " + str(when(
-            future.keys[future.indptr[position[k] + 1] - 1:future.indptr[position[k] + 1]]
-        ).iloc[0]))
+        reach = "ends at " + str(when(last[k:k + 1]).iloc[0]) if has[k] else "has no rows"
         raise ValueError(
             f"future_df does not reach the forecast of series {show(context.ids[k])}: it "
             f"{reach}, and the forecast asks for {when(asked[k:k + 1]).iloc[0]}. Give its "

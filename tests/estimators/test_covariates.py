@@ -72,6 +72,9 @@ def test_future_frames_that_cannot_serve_are_refused_by_name(dosing, dosed_model
     short = future[future["ds"] < 45.0]
     with pytest.raises(ValueError, match="does not reach the forecast of series"):
         dosed_model.predict(context, future_df=short, **kw)
+    without = future[future["unique_id"] != 0]
+    with pytest.raises(ValueError, match="forecast of series 0: it has no rows"):
+        dosed_model.predict(context, future_df=without, **kw)
     early = pd.concat([future, pd.DataFrame({"unique_id": [3], "ds": [1.0], "dose": [50.0]})])
     with pytest.raises(ValueError, match="not after its context's last row"):
         dosed_model.predict(context, future_df=early, **kw)
