@@ -172,6 +172,36 @@ def validate_long_frame(
     ...
     ValueError: df has 1 duplicate (series, time) rows, e.g. series 'a' at time 0.0; ...
     """
+    _check_layout(df, id_col, time_col, event_col, argument)
+    exclude = (id_col, time_col) + (() if event_col is None else (event_col,)) \
+        + tuple(covariate_cols)
+    if (allow_empty_targets or point_process) and target_cols is not None \
+            and len(target_cols) == 0:
+        targets: tuple[str, ...] = ()
+    else:
+        targets = _resolve_targets(df, exclude, target_cols, allow_none=point_process)
+    missing = [c for c in targets if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{argument} has no value column(s) {missing}; its columns are {list(df.columns)}. "
+            "Fix target_cols=."
+        )
+    _check_ids(df[id_col], id_col, argument)
+    _check_times(df, id_col, time_col, argument)
+    for col in targets:
+        check_value_column(df, id_col, col, argument)
+    if event_col is not None:
+        _check_events(df, id_col, event_col, argument)
+    _check_unique_rows(df, id_col, time_col, argument)
+    if require_observed and targets:
+        _check_observed(df, id_col, targets, argument, require_every_column,
+                        point_process, event_col)
+    return FrameSpec(id_col=id_col, time_col=time_col, target_cols=tuple(targets))
+
+
+def _check_layout(df: object, id_col: str, time_col: str, event_col: str | None,
+                  argument: str) -> None:
+    """A non-empty DataFrame with the id, time (two distinct columns) and event columns."""
     if not isinstance(df, pd.DataFrame):
         raise TypeError(
             f"{argument} must be a pandas DataFrame in long format (one row per series and "
@@ -193,57 +223,52 @@ def validate_long_frame(
             f"{argument} has no column {event_col!r} (event_col); its columns are "
             f"{list(df.columns)}. Add it or pass event_col= with the right name."
         )
-    exclude = (id_col, time_col) + (() if event_col is None else (event_col,)) \
-        + tuple(covariate_cols)
-    if (allow_empty_targets or point_process) and target_cols is not None \
-            and len(target_cols) == 0:
-        targets: tuple[str, ...] = ()
-    else:
-        targets = _resolve_targets(df, exclude, target_cols, allow_none=point_process)
-    missing = [c for c in targets if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{argument} has no value column(s) {missing}; its columns are {list(df.columns)}. "
-            "Fix target_cols=."
-        )
-    ids = df[id_col]
+
+
+def _check_ids(ids: pd.Series, id_col: str, argument: str) -> None:
+    """Every row has a series id, and the ids are of one kind."""
     if ids.isna().any():
         raise ValueError(
             f"Column {id_col!r} of {argument} has {int(ids.isna().sum())} missing series ids; "
             "drop or fill those rows."
         )
     _check_id_types(ids, id_col, argument)
-    _check_times(df, id_col, time_col, argument)
-    for col in targets:
-        check_value_column(df, id_col, col, argument)
-    if event_col is not None:
-        _check_events(df, id_col, event_col, argument)
+
+
+def _check_unique_rows(df: pd.DataFrame, id_col: str, time_col: str, argument: str) -> None:
+    """One row per (series, time)."""
     duplicated = df.duplicated(subset=[id_col, time_col]).to_numpy()
     if duplicated.any():
         row = np.flatnonzero(duplicated)[0]
         raise ValueError(
             f"{argument} has {int(duplicated.sum())} duplicate (series, time) rows, e.g. series "
-            f"{show(ids.iloc[row])} at time {show(df[time_col].iloc[row])}; keep one row per series and "
-            f"time, e.g. df.groupby([{id_col!r}, {time_col!r}], as_index=False).mean()."
+            f"{show(df[id_col].iloc[row])} at time {show(df[time_col].iloc[row])}; keep one row "
+            f"per series and time, e.g. df.groupby([{id_col!r}, {time_col!r}], "
+            "as_index=False).mean()."
         )
-    if require_observed and targets:
-        never = [c for c in targets if df[c].isna().all()] if require_every_column else []
-        if never:
-            raise ValueError(
-                f"Value column(s) {never} of {argument} have no observed value at all; drop "
-                "them from target_cols (nothing can be learned about them)."
-            )
-        observed = df[list(targets)].notna().any(axis=1)
-        if point_process:
-            observed |= True if event_col is None else df[event_col].to_numpy() > 0
-        per_series = observed.groupby(ids.to_numpy(), sort=False).any()
-        if not per_series.all():
-            empty = per_series.index[~per_series.to_numpy()]
-            raise ValueError(
-                f"{len(empty)} series of {argument} have no observed value in {list(targets)}, "
-                f"e.g. {show(empty[0])}; drop those series or give them at least one observation."
-            )
-    return FrameSpec(id_col=id_col, time_col=time_col, target_cols=tuple(targets))
+
+
+def _check_observed(df: pd.DataFrame, id_col: str, targets: Sequence[str], argument: str,
+                    require_every_column: bool, point_process: bool,
+                    event_col: str | None) -> None:
+    """Every value column (with ``require_every_column``) and every series has an observed
+    value (or, for a point process, an event)."""
+    never = [c for c in targets if df[c].isna().all()] if require_every_column else []
+    if never:
+        raise ValueError(
+            f"Value column(s) {never} of {argument} have no observed value at all; drop "
+            "them from target_cols (nothing can be learned about them)."
+        )
+    observed = df[list(targets)].notna().any(axis=1)
+    if point_process:
+        observed |= True if event_col is None else df[event_col].to_numpy() > 0
+    per_series = observed.groupby(df[id_col].to_numpy(), sort=False).any()
+    if not per_series.all():
+        empty = per_series.index[~per_series.to_numpy()]
+        raise ValueError(
+            f"{len(empty)} series of {argument} have no observed value in {list(targets)}, "
+            f"e.g. {show(empty[0])}; drop those series or give them at least one observation."
+        )
 
 
 def _check_id_types(ids: pd.Series, id_col: str, argument: str) -> None:
