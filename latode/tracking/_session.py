@@ -20,6 +20,7 @@ from latode.tracking._config import (
     tracking_uri,
     unreachable,
 )
+from latode.tracking._store import open_sqlite_store
 
 __all__ = ["TrackingSession", "metric_name"]
 
@@ -67,7 +68,6 @@ class TrackingSession:
         self.run_id: str | None = None
         self.owns_run = False
         self.failed = False
-        self._server_gone = False
         self._outer_uri: str | None = None
         self._uri = contextlib.ExitStack()
 
@@ -81,7 +81,6 @@ class TrackingSession:
             with http_settings():
                 return function(*args, **kwargs)
         except Exception as error:  # noqa: BLE001 - any MLflow failure must not stop a fit
-            self._server_gone = _is_connection_failure(error)
             self._fail(f"{doing} failed: {type(error).__name__}: {_first_line(error)}")
             return None
 
@@ -107,10 +106,10 @@ class TrackingSession:
         uri = mlflow.get_tracking_uri()
         problem = unreachable(uri)
         if problem is not None:
-            self._server_gone = True
             self._fail(problem)
             self._uri.close()
             return None
+        self.call(f"opening the store at {uri}", open_sqlite_store, uri)
         self.run_id = self.call(f"starting a run at {uri}", self._start_run, dict(tags or {}))
         if self.run_id is None:
             self._uri.close()
@@ -148,10 +147,11 @@ class TrackingSession:
         return run.info.run_id
 
     def end(self, error: BaseException | None = None) -> None:
-        """End a run this session started (``FAILED`` when ``error`` is given); a joined run
-        is left to its owner. Puts back the tracking URI that was in use before."""
+        """End a run this session started (``FAILED`` when ``error`` is given or tracking
+        failed on the way); a joined run is left to its owner. Puts back the tracking URI that
+        was in use before."""
         try:
-            if self.run_id is not None and self.owns_run and not self._server_gone:
+            if self.run_id is not None and self.owns_run:
                 self._terminate("FINISHED" if error is None and not self.failed else "FAILED",
                                 error)
         finally:
@@ -160,16 +160,34 @@ class TrackingSession:
     def _terminate(self, status: str, error: BaseException | None) -> None:
         import mlflow
 
-        if error is not None:
-            self.set_tags({"latode.error": f"{type(error).__name__}: {_first_line(error)}"})
         if not self.failed:
+            if error is not None:
+                self.set_tags({"latode.error": f"{type(error).__name__}: {_first_line(error)}"})
             self.call("ending the run", mlflow.MlflowClient().set_terminated, self.run_id,
                       status)
-            return
-        # Tracking failed on something other than the connection (a refused write, say):
-        # still try, quietly, not to leave the run RUNNING forever.
-        with contextlib.suppress(Exception), http_settings():
-            mlflow.MlflowClient().set_terminated(self.run_id, status)
+            if not self.failed:
+                return
+            status = "FAILED"
+        # Tracking failed (a server that died, a refused write): the run would stay RUNNING
+        # forever, so try once more to end it, and say which run is left when that fails too.
+        uri = mlflow.get_tracking_uri()
+        problem = unreachable(uri)
+        if problem is None:
+            try:
+                with http_settings():
+                    client = mlflow.MlflowClient()
+                    if error is not None:
+                        client.set_tag(self.run_id, "latode.error",
+                                       f"{type(error).__name__}: {_first_line(error)}")
+                    client.set_terminated(self.run_id, status)
+                return
+            except Exception as failure:  # noqa: BLE001 - ending a run must not stop a fit
+                problem = f"{type(failure).__name__}: {_first_line(failure)}"
+        warnings.warn(
+            f"MLflow run {self.run_id} at {uri} stays RUNNING: it could not be ended as "
+            f"{status} when {self.what} finished ({problem}). Once the store answers, end it "
+            f"with mlflow.MlflowClient({uri!r}).set_terminated({self.run_id!r}, {status!r}).",
+            TrackingWarning, stacklevel=4)
 
     # ----------------------------------------------------------------- logging
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -238,19 +256,6 @@ class TrackingSession:
 
         return self.call("logging the model", log_model, estimator, "model",
                          input_example=input_example, run_id=self.run_id)
-
-
-def _is_connection_failure(error: BaseException) -> bool:
-    """Whether ``error`` (or what caused it) says the server cannot be reached."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        text = str(error)
-        if isinstance(error, (ConnectionError, TimeoutError)) or "Max retries exceeded" in text \
-                or "Connection refused" in text or "timed out" in text:
-            return True
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def _first_line(error: BaseException) -> str:
