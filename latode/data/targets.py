@@ -142,77 +142,95 @@ def _check_reach(conv: IrregularFrameConverter, context: PackedSeries, targets: 
 
 def _targets(conv: IrregularFrameConverter, context: PackedSeries, timestamps: object,
              horizon: object, freq: object) -> PackedSeries:
+    """The rows of whichever of ``timestamps`` (a frame or a sequence) or ``horizon`` is
+    given."""
     if isinstance(timestamps, pd.DataFrame):
-        targets = conv.pack(timestamps, argument="timestamps", values=False)
-        known = pd.Index(context.ids)
-        unknown = ~pd.Index(targets.ids).isin(known)
-        if unknown.any():
-            missing = targets.ids[np.flatnonzero(unknown)[0]]
-            raise ValueError(
-                f"Series {show(missing)} in timestamps has no observations in context_df; a "
-                "forecast needs each series' observed context. Add its rows to context_df."
-            )
-        return targets
+        return _rows_of_frame(conv, context, timestamps)
     if timestamps is not None:
-        if isinstance(timestamps, (str, bytes)) or not hasattr(timestamps, "__len__"):
-            raise TypeError("timestamps must be a DataFrame of (id, time) rows or a sequence of "
-                            f"times; got {type(timestamps).__name__}.")
-        times = pd.Series(list(timestamps)) if not isinstance(timestamps, pd.Series) \
-            else timestamps.reset_index(drop=True)
-        if len(times) == 0:
-            raise ValueError("timestamps is empty; give at least one time to forecast.")
-        if times.isna().any():
-            raise ValueError("timestamps contains missing values (NaN/NaT); remove them.")
-        try:
-            time_kind(times, "timestamps")
-        except TypeError as error:
-            raise TypeError(
-                f"timestamps must be {conv.time_axis_.kind} values, like the time column the "
-                f"model was fitted on; got {show(times.iloc[0])} of type "
-                f"{type(times.iloc[0]).__name__}. Convert them first, e.g. with "
-                "pd.to_datetime(...) or pd.to_timedelta(...)."
-            ) from error
-        keys = np.unique(conv.time_axis_.keys(times, "timestamps"))
-        if conv.time_axis_.kind == "float" and not np.all(np.isfinite(keys)):
-            raise ValueError("timestamps contains infinite values; pass finite times.")
-        if len(keys) > MAX_GRID_POINTS:
-            # Before the times are repeated for every series.
-            raise ValueError(
-                f"timestamps asks for {len(keys):,} forecast times of each series (at most "
-                f"{MAX_GRID_POINTS:,} per call); split them over several calls.")
+        keys = _time_keys(conv, timestamps)
         _check_rows(context.n_series, len(keys), "timestamps")
         return _packed_from_keys(conv, context.ids, np.tile(keys, (context.n_series, 1)))
+    offsets = _horizon_offsets(conv, horizon, freq)
+    _check_rows(context.n_series, len(offsets), "horizon")
     last = context.keys[context.indptr[1:] - 1]
+    return _packed_from_keys(conv, context.ids, last[:, None] + offsets[None, :])
+
+
+def _rows_of_frame(conv: IrregularFrameConverter, context: PackedSeries,
+                   timestamps: pd.DataFrame) -> PackedSeries:
+    """A frame of (id, time) rows, each series with a context."""
+    targets = conv.pack(timestamps, argument="timestamps", values=False)
+    unknown = ~pd.Index(targets.ids).isin(pd.Index(context.ids))
+    if unknown.any():
+        missing = targets.ids[np.flatnonzero(unknown)[0]]
+        raise ValueError(
+            f"Series {show(missing)} in timestamps has no observations in context_df; a "
+            "forecast needs each series' observed context. Add its rows to context_df."
+        )
+    return targets
+
+
+def _time_keys(conv: IrregularFrameConverter, timestamps: object) -> np.ndarray:
+    """A sequence of times for every series, as sorted distinct time keys."""
+    if isinstance(timestamps, (str, bytes)) or not hasattr(timestamps, "__len__"):
+        raise TypeError("timestamps must be a DataFrame of (id, time) rows or a sequence of "
+                        f"times; got {type(timestamps).__name__}.")
+    times = pd.Series(list(timestamps)) if not isinstance(timestamps, pd.Series) \
+        else timestamps.reset_index(drop=True)
+    if len(times) == 0:
+        raise ValueError("timestamps is empty; give at least one time to forecast.")
+    if times.isna().any():
+        raise ValueError("timestamps contains missing values (NaN/NaT); remove them.")
+    try:
+        time_kind(times, "timestamps")
+    except TypeError as error:
+        raise TypeError(
+            f"timestamps must be {conv.time_axis_.kind} values, like the time column the "
+            f"model was fitted on; got {show(times.iloc[0])} of type "
+            f"{type(times.iloc[0]).__name__}. Convert them first, e.g. with "
+            "pd.to_datetime(...) or pd.to_timedelta(...)."
+        ) from error
+    keys = np.unique(conv.time_axis_.keys(times, "timestamps"))
+    if conv.time_axis_.kind == "float" and not np.all(np.isfinite(keys)):
+        raise ValueError("timestamps contains infinite values; pass finite times.")
+    if len(keys) > MAX_GRID_POINTS:
+        # Before the times are repeated for every series.
+        raise ValueError(
+            f"timestamps asks for {len(keys):,} forecast times of each series (at most "
+            f"{MAX_GRID_POINTS:,} per call); split them over several calls.")
+    return keys
+
+
+def _horizon_offsets(conv: IrregularFrameConverter, horizon: object, freq: object
+                     ) -> np.ndarray:
+    """Sorted distinct offsets from each series' last row: ``horizon`` as a list, or the
+    grid ``freq, 2 freq, ...`` up to a single ``horizon``."""
     if freq is None:
         if not _is_sequence(horizon):
             raise ValueError("A single horizon needs freq= (the spacing of the forecast grid); "
                              "or pass horizon as a list of offsets, or timestamps=.")
-        offsets = _offset_keys(conv, horizon, "horizon")
-    else:
-        for name, value in (("horizon", horizon), ("freq", freq)):
-            # Only the first of several values would be used: say so instead.
-            if _is_sequence(value):
-                raise ValueError(
-                    f"With freq=, {name} must be a single duration or number (horizon: the "
-                    f"end of the grid, freq: its spacing); got a sequence. Pass a list of "
-                    "offsets as horizon= without freq=, or a single horizon= with freq=."
-                )
-        span = _offset_keys(conv, horizon, "horizon")[0]
-        step = _offset_keys(conv, freq, "freq")[0]
-        ratio = float(span) / float(step)
-        if ratio + 1e-9 < 1:
-            raise ValueError("horizon is shorter than freq; no forecast time would remain.")
-        if ratio > MAX_GRID_POINTS:
-            # A float ratio: a tiny freq must not overflow an int or allocate a huge grid.
+        return np.unique(_offset_keys(conv, horizon, "horizon"))
+    for name, value in (("horizon", horizon), ("freq", freq)):
+        # Only the first of several values would be used: say so instead.
+        if _is_sequence(value):
             raise ValueError(
-                f"horizon / freq asks for {ratio:.3g} forecast times per series (at most "
-                f"{MAX_GRID_POINTS:,}); pass a larger freq= or a shorter horizon=."
+                f"With freq=, {name} must be a single duration or number (horizon: the "
+                f"end of the grid, freq: its spacing); got a sequence. Pass a list of "
+                "offsets as horizon= without freq=, or a single horizon= with freq=."
             )
-        count = int(np.floor(ratio + 1e-9))
-        offsets = step * np.arange(1, count + 1, dtype=np.asarray(step).dtype)
-    offsets = np.unique(offsets)
-    _check_rows(context.n_series, len(offsets), "horizon")
-    return _packed_from_keys(conv, context.ids, last[:, None] + offsets[None, :])
+    span = _offset_keys(conv, horizon, "horizon")[0]
+    step = _offset_keys(conv, freq, "freq")[0]
+    ratio = float(span) / float(step)
+    if ratio + 1e-9 < 1:
+        raise ValueError("horizon is shorter than freq; no forecast time would remain.")
+    if ratio > MAX_GRID_POINTS:
+        # A float ratio: a tiny freq must not overflow an int or allocate a huge grid.
+        raise ValueError(
+            f"horizon / freq asks for {ratio:.3g} forecast times per series (at most "
+            f"{MAX_GRID_POINTS:,}); pass a larger freq= or a shorter horizon=."
+        )
+    count = int(np.floor(ratio + 1e-9))
+    return step * np.arange(1, count + 1, dtype=np.asarray(step).dtype)
 
 
 def future_inputs(conv: IrregularFrameConverter, context: PackedSeries, targets: PackedSeries,
