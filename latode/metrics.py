@@ -12,9 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from latode.data.time_axis import time_step
+
 __all__ = [
     "mae", "rmse", "pinball_loss", "crps_from_samples", "crps_from_quantiles", "coverage",
-    "holdout_split", "horizon_split", "time_step", "forecast_scores",
+    "holdout_split", "horizon_split", "forecast_scores",
     "cross_validation_scores", "QUANTILE_GRID",
 ]
 
@@ -177,32 +179,6 @@ def holdout_split(df: pd.DataFrame, id_col: str, time_col: str, fraction: float 
     usable = n_times >= 2
     held = usable & (ranks > n_times - n_held)
     return (df[usable & ~held].reset_index(drop=True), df[held].reset_index(drop=True))
-
-
-def time_step(value: object, times: pd.Series, name: str = "horizon") -> object:
-    """``value`` as a step of the time column ``times``: a positive number for numeric
-    times, a positive ``Timedelta`` for datetimes and timedeltas.
-
-    Examples
-    --------
-    >>> time_step("6h", pd.Series(pd.to_datetime(["2024-01-01"])))
-    Timedelta('0 days 06:00:00')
-    """
-    numeric = pd.api.types.is_numeric_dtype(times)
-    if numeric:
-        ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) \
-            and value > 0
-        if not ok:
-            raise ValueError(f"{name}={value!r} must be a positive number: the times are "
-                             "numbers.")
-        return float(value)
-    if isinstance(value, (int, float, np.number)):
-        raise ValueError(f"{name}={value!r} must be a duration such as '30D' or '6h': the "
-                         "times are datetimes or timedeltas, and a plain number has no unit.")
-    step = pd.Timedelta(value)
-    if not step > pd.Timedelta(0):
-        raise ValueError(f"{name}={value!r} must be a positive duration.")
-    return step
 
 
 def horizon_split(df: pd.DataFrame, id_col: str, time_col: str, horizon: object

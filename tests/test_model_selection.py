@@ -86,7 +86,7 @@ def test_cutoff_folds_train_before_and_test_after_each_cutoff_in_a_grid_search()
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     with pytest.raises(ValueError, match="reaches back before the frame's first time"):
         list(CutoffSplit(6, horizon=2.0).split(df))
-    with pytest.raises(ValueError, match="must be a duration"):
+    with pytest.raises(TypeError, match="is a plain number, but the times are datetimes"):
         list(CutoffSplit(2, horizon=2.0).split(df.assign(ds=pd.to_timedelta(df.ds, "D"))))
 
 

@@ -57,6 +57,29 @@ def parse_time_unit(unit: str | pd.Timedelta | None, name: str = "time_unit") ->
     return int(value.value)
 
 
+def time_step(value: object, times: pd.Series, name: str = "horizon") -> float | pd.Timedelta:
+    """``value`` as a step of the time column ``times``: a positive number for numeric
+    times, a positive ``Timedelta`` for datetimes and timedeltas (a plain number is refused
+    there: it has no unit).
+
+    Examples
+    --------
+    >>> time_step("6h", pd.Series(pd.to_datetime(["2024-01-01"])))
+    Timedelta('0 days 06:00:00')
+    >>> time_step(2, pd.Series([0.0, 1.0]))
+    2.0
+    """
+    if pd.api.types.is_numeric_dtype(times):
+        if not is_plain_number(value) or isinstance(value, bool) or not value > 0:
+            raise ValueError(f"{name}={value!r} must be a positive number: the times are "
+                             "numbers.")
+        return float(value)
+    step = pd.Timedelta(parse_time_unit(value, name), unit="ns")
+    if not step > pd.Timedelta(0):
+        raise ValueError(f"{name}={value!r} must be a positive duration.")
+    return step
+
+
 def is_plain_number(value: object) -> bool:
     """A number without a time unit (``np.timedelta64`` counts as an integer to Python)."""
     return isinstance(value, (numbers.Real, bool)) and not isinstance(value, np.timedelta64)

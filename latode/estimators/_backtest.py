@@ -15,22 +15,12 @@ from typing import Any
 import pandas as pd
 from sklearn.base import clone
 
-from latode.data.time_axis import is_plain_number, parse_time_unit
+from latode.data.time_axis import time_step
 
 __all__ = ["ACTUAL_SUFFIX", "backtest_windows", "cross_validation", "forecast_window"]
 
 #: Suffix of the actual values' columns beside the forecast's.
 ACTUAL_SUFFIX = "_actual"
-
-
-def _duration(value: Any, name: str, times: pd.Series) -> Any:
-    """``value`` as a step of the time column: a number for numeric times, else a Timedelta."""
-    if pd.api.types.is_numeric_dtype(times):
-        if not is_plain_number(value) or not value > 0:
-            raise ValueError(f"{name}={value!r} must be a positive number: the times are "
-                             "numbers.")
-        return float(value)
-    return pd.Timedelta(parse_time_unit(value, name), unit="ns")
 
 
 def backtest_windows(df: pd.DataFrame, id_col: str, time_col: str, horizon: Any,
@@ -48,8 +38,8 @@ def backtest_windows(df: pd.DataFrame, id_col: str, time_col: str, horizon: Any,
             raise ValueError(f"Backtesting needs a long frame with column {col!r}; set the "
                              "estimator's id_col= / time_col=.")
     times = df[time_col]
-    length = _duration(horizon, "horizon", times)
-    step = length if step_size is None else _duration(step_size, "step_size", times)
+    length = time_step(horizon, times, "horizon")
+    step = length if step_size is None else time_step(step_size, times, "step_size")
     last = times.max() - length
     cutoffs = [last - k * step for k in reversed(range(int(n_windows)))]
     if cutoffs[0] <= times.min():
