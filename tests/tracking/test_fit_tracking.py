@@ -7,13 +7,13 @@ import http.server
 import json
 import threading
 import time
-import urllib.request
 import warnings
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from _faults import forward_request
 from mlflow import MlflowClient
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
@@ -198,19 +198,7 @@ class _FailingProxy(http.server.BaseHTTPRequestHandler):
             self.send_response(503)
             self.end_headers()
             return
-        request = urllib.request.Request(cls.target + self.path, data=body or None,
-                                         method=self.command,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                status, payload = answer.status, answer.read()
-        except urllib.error.HTTPError as error:
-            status, payload = error.code, error.read()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        forward_request(self, cls.target, body)
 
     do_GET = do_POST = do_PATCH = _handle
 

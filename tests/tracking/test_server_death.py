@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import http.server
 import threading
-import urllib.error
-import urllib.request
 import warnings
 
 import mlflow
 import pytest
+from _faults import forward_request
 from mlflow import MlflowClient
 
 from latode import RNNForecaster
@@ -25,19 +24,7 @@ class _Forwarder(http.server.BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        request = urllib.request.Request(self.target + self.path, data=body or None,
-                                         method=self.command,
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                status, payload = answer.status, answer.read()
-        except urllib.error.HTTPError as error:
-            status, payload = error.code, error.read()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        forward_request(self, self.target, body)
 
     do_GET = do_POST = do_PATCH = _handle
 
