@@ -216,3 +216,19 @@ def test_a_complex_target_is_refused_not_cut_to_its_real_part():
                        "y": np.array([1 + 1j, 2, 3, 4 - 2j])})
     with pytest.raises(TypeError, match="Value column 'y' of df is complex"):
         RNNForecaster(max_epochs=1, verbose=0).fit(df)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("unpickled",))
+
+
+def test_a_model_file_with_python_objects_is_refused_without_advice_to_unpickle_it(tmp_path):
+    import torch
+
+    from latode.exceptions import InvalidCheckpointError
+
+    torch.save({"latode_kind": "LatentODEForecaster", "x": _Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(InvalidCheckpointError, match="is not a latode file") as info:
+        LatentODEForecaster.load(tmp_path / "evil.pt")
+    assert "weights_only" not in str(info.value)
