@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
 import urllib.error
 import urllib.request
 import zipfile
 
-__all__ = ["flip_tensor_bytes", "forward_request", "strip_times"]
+__all__ = ["flip_tensor_bytes", "forward_request", "read_only_folder", "strip_times"]
 
 
 def strip_times(history):
@@ -47,3 +49,20 @@ def forward_request(handler, target: str, body: bytes) -> None:
     handler.send_header("Content-Length", str(len(payload)))
     handler.end_headers()
     handler.wfile.write(payload)
+
+
+@contextlib.contextmanager
+def read_only_folder(parent):
+    """A new folder ``parent / "read_only"`` that cannot be written while the block runs;
+    the test is skipped where permissions do not bind (as root)."""
+    import pytest
+
+    folder = parent / "read_only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("file permissions do not bind this user (root)")
+        yield folder
+    finally:
+        folder.chmod(0o700)

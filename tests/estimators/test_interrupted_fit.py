@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _faults import flip_tensor_bytes, strip_times
+from _faults import flip_tensor_bytes, read_only_folder, strip_times
 
 from latode import CNFDensityEstimator, ODENetClassifier, RNNForecaster
 from latode.estimators._forecaster import BaseForecaster
@@ -168,18 +168,11 @@ def test_flipped_bytes_in_a_checkpoint_fall_back_to_the_previous_one(tmp_path):
 
 
 def test_a_read_only_checkpoint_dir_is_refused_before_training(tmp_path):
-    folder = tmp_path / "read_only"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        if os.access(folder, os.W_OK):
-            pytest.skip("file permissions do not bind this user (root)")
+    with read_only_folder(tmp_path) as folder:
         model = rnn()
         with pytest.raises(PermissionError, match="checkpoint_dir .*read_only"):
             model.fit(series_frame(), checkpoint_dir=folder)
         assert model.history_ == []
-    finally:
-        folder.chmod(0o700)
 
 
 def test_a_checkpoint_dir_that_cannot_be_created_is_refused_before_training(tmp_path):

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import torch
-from _faults import flip_tensor_bytes, strip_times
+from _faults import flip_tensor_bytes, read_only_folder, strip_times
 from torch import nn
 
 from latode.exceptions import CheckpointInUseError, InvalidCheckpointError
@@ -93,19 +93,12 @@ def test_a_folder_that_cannot_be_written_is_refused_before_the_first_epoch(tmp_p
 
 
 def test_a_read_only_folder_is_refused_before_the_first_epoch(tmp_path):
-    folder = tmp_path / "read_only"
-    folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        if os.access(folder, os.W_OK):
-            pytest.skip("file permissions do not bind this user (root)")
+    with read_only_folder(tmp_path) as folder:
         steps = []
         with pytest.raises(PermissionError, match="read_only"):
             make_trainer(folder, loss=lambda m, i, s: steps.append(s) or squared_error(m, i, s)
                          ).fit()
         assert steps == []
-    finally:
-        folder.chmod(0o700)
 
 
 def test_a_checkpoint_of_another_seed_is_refused(tmp_path):
