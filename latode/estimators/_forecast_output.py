@@ -1,6 +1,7 @@
 """Forecasts out of a fitted forecaster: posterior draws at any requested (series, time)
 rows, summarised as means, quantiles and intervals (``predict``) or returned as trajectories
-(``sample``).
+(``sample``). :func:`summary_columns` names and fills the summary columns of any output drawn
+so, the point process's intensity included.
 
 :class:`ForecastOutputMixin` is the output half of
 :class:`~latode.estimators._forecaster.BaseForecaster`; it needs the host's ``module_``,
@@ -19,15 +20,15 @@ import torch
 from latode.data import PackedSeries
 from latode.data.packing import solver_grid
 from latode.data.targets import forecast_targets, future_inputs
-from latode.data.time_axis import is_plain_number, parse_time_unit
+from latode.data.time_axis import TimeAxis, is_plain_number, parse_time_unit
 from latode.data.validation import show
 from latode.estimators._base import seed_from
 from latode.estimators._inputs import check_positive_int
 from latode.estimators._schedule import prediction_chunk
 from latode.exceptions import SolverError
 
-__all__ = ["ForecastOutputMixin", "quantile_column", "level_columns", "MAX_DRAW_BYTES",
-           "MAX_SOLVE_PAIRS"]
+__all__ = ["ForecastOutputMixin", "quantile_column", "level_columns", "summary_columns",
+           "model_time_per_unit", "MAX_DRAW_BYTES", "MAX_SOLVE_PAIRS"]
 
 #: Most memory the posterior draws of one predict/sample call may take (float64 values).
 MAX_DRAW_BYTES = 2 * 1024**3
@@ -77,6 +78,78 @@ def level_columns(target: str, level: float) -> tuple[str, str]:
     """Names of the bounds of a central ``level``% interval, as the Nixtla libraries write
     them: ``("y-lo-80", "y-hi-80")``."""
     return f"{target}-lo-{level:g}", f"{target}-hi-{level:g}"
+
+
+def summary_columns(name: str, mean: np.ndarray, draws: np.ndarray,
+                    quantiles: Sequence[float], levels: Sequence[float]
+                    ) -> dict[str, np.ndarray]:
+    """The columns that summarise draws of one output, in the order they are written.
+
+    Parameters
+    ----------
+    name : str
+        The output's name: a target, or ``"intensity"``.
+    mean : ndarray, shape (rows,)
+        The point column, named ``name``.
+    draws : ndarray, shape (samples, rows)
+        The draws the quantiles and intervals are read from.
+    quantiles, levels : sequence of float
+        As checked by ``_check_quantiles``: quantiles in (0, 1), levels in percent.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``name``, then ``<name>_q<q>`` per quantile, then ``<name>-lo-<level>`` and
+        ``<name>-hi-<level>`` per level.
+
+    Examples
+    --------
+    >>> draws = np.arange(5.0)[:, None]
+    >>> {k: v.tolist() for k, v in summary_columns("y", draws.mean(0), draws, [0.5],
+    ...                                            [50]).items()}
+    {'y': [2.0], 'y_q0.5': [2.0], 'y-lo-50': [1.0], 'y-hi-50': [3.0]}
+    """
+    columns = {name: mean}
+    for q in quantiles:
+        columns[quantile_column(name, q)] = np.quantile(draws, q, axis=0)
+    for lv in levels:
+        lo, hi = level_columns(name, lv)
+        columns[lo] = np.quantile(draws, 0.5 - lv / 200, axis=0)
+        columns[hi] = np.quantile(draws, 0.5 + lv / 200, axis=0)
+    return columns
+
+
+def model_time_per_unit(axis: TimeAxis, per: object = None, name: str = "per"
+                        ) -> float:
+    """Model time units in one ``per`` of the user's time on ``axis`` (the unit of rates and
+    of event-time densities).
+
+    Parameters
+    ----------
+    axis : TimeAxis
+        The fitted converter's ``time_axis_``.
+    per : number or duration, optional
+        A number for numeric time columns (default 1.0), a duration for datetimes and
+        timedeltas (default one day).
+    name : str
+        The argument named in errors.
+    """
+    if axis.kind == "float":
+        per = 1.0 if per is None else per
+        if isinstance(per, bool) or not isinstance(per, (int, float, np.number)) \
+                or not per > 0:
+            raise ValueError(f"{name} must be a positive number for numeric times; got "
+                             f"{per!r}.")
+        return float(per) / axis.scale
+    if is_plain_number(per):
+        raise TypeError(f"{name} must be a duration such as '1D' or '6h' for "
+                        f"{axis.kind} times; got the plain number {per!r}.")
+    try:
+        nanoseconds = parse_time_unit("1D" if per is None else per, name)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a positive duration such as '1D' or 'h'; got "
+                         f"{per!r}.") from error
+    return nanoseconds / axis.scale
 
 
 def _check_quantiles(quantiles: object, level: object) -> tuple[list[float], list[float]]:
@@ -290,13 +363,8 @@ class ForecastOutputMixin:
         conv = self.converter_
         columns: dict[str, np.ndarray] = {}
         for c, name in enumerate(conv.channels):
-            columns[name] = means[:, :, c].mean(0)
-            for q in qs:
-                columns[quantile_column(name, q)] = np.quantile(draws[:, :, c], q, axis=0)
-            for lv in levels:
-                lo, hi = level_columns(name, lv)
-                columns[lo] = np.quantile(draws[:, :, c], 0.5 - lv / 200, axis=0)
-                columns[hi] = np.quantile(draws[:, :, c], 0.5 + lv / 200, axis=0)
+            columns.update(summary_columns(name, means[:, :, c].mean(0), draws[:, :, c], qs,
+                                           levels))
         return conv.to_frame(targets.ids[targets.series_of_row], targets.keys, columns)
 
     def sample(self, context_df: pd.DataFrame, timestamps: object = None, *,
@@ -334,24 +402,5 @@ class ForecastOutputMixin:
         return pd.concat(frames, ignore_index=True)
 
     def _model_time_per_unit(self, per: object = None, name: str = "per") -> float:
-        """Model time units in one ``per`` of the user's time (the unit of rates and of
-        event-time densities): a number for numeric time columns (default 1.0), a duration
-        for datetimes and timedeltas (default one day). ``name`` is the argument named in
-        errors."""
-        axis = self.converter_.time_axis_
-        if axis.kind == "float":
-            per = 1.0 if per is None else per
-            if isinstance(per, bool) or not isinstance(per, (int, float, np.number)) \
-                    or not per > 0:
-                raise ValueError(f"{name} must be a positive number for numeric times; got "
-                                 f"{per!r}.")
-            return float(per) / axis.scale
-        if is_plain_number(per):
-            raise TypeError(f"{name} must be a duration such as '1D' or '6h' for "
-                            f"{axis.kind} times; got the plain number {per!r}.")
-        try:
-            nanoseconds = parse_time_unit("1D" if per is None else per, name)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{name} must be a positive duration such as '1D' or 'h'; got "
-                             f"{per!r}.") from error
-        return nanoseconds / axis.scale
+        """:func:`model_time_per_unit` on the fitted time axis."""
+        return model_time_per_unit(self.converter_.time_axis_, per, name)

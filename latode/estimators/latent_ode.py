@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from latode._numerics import SolverOptions
 from latode._params import InstanceOf, Interval, Options
 from latode.estimators._base import SCHEDULE_CONSTRAINTS, seeded_by
 from latode.estimators._covariates import covariate_shapes, initialise_dose_rates
-from latode.estimators._events import PointProcessMixin
 from latode.estimators._forecaster import FORECASTER_CONSTRAINTS, BaseForecaster
+from latode.estimators._point_process import EventModel
 from latode.nn.latent_ode import LEVELS, Covariates, LatentODE
 from latode.nn.point_process import initialise_rate
 
 __all__ = ["LatentODEForecaster"]
 
 
-class LatentODEForecaster(PointProcessMixin, BaseForecaster):
+class LatentODEForecaster(BaseForecaster):
     """Forecast irregularly sampled series with a latent ODE.
 
     An encoder (``"rnn"``: GRU with time gaps; ``"ode-rnn"``: hidden state following an ODE
@@ -301,5 +303,104 @@ class LatentODEForecaster(PointProcessMixin, BaseForecaster):
 
     def _predictive_means(self, module, batch, target_times, n_samples, generator,
                           needed=None):
-        z, context = self._posterior_draws(module, batch, n_samples, generator)
+        z, context = module.posterior_draws(batch, n_samples, generator)
         return module.decode(z, context, target_times, needed)
+
+    # ------------------------------------------------------------- point process
+    def _event_model(self, method: str) -> EventModel:
+        """The point process of this fitted forecaster, handed the pieces it reads.
+
+        Built at each call, not stored: it holds nothing of its own, and ``module_`` and
+        ``converter_`` change with each ``fit`` and ``load``. ``method`` is named in the
+        error of a model without events.
+        """
+        self._check_fitted()
+        if not getattr(self.module_, "point_process", False):
+            raise ValueError(
+                f"{method} needs a model of event times: fit with point_process=True.")
+        return EventModel(self.module_, self.converter_, self.batch_size,
+                          prepare=self._solve_with_current_parameters,
+                          draws_at_targets=self._draws_at_targets,
+                          log_unit_change=self._log_unit_change)
+
+    def predict_intensity(self, context_df: pd.DataFrame, timestamps: object = None, *,
+                          horizon: object = None, freq: object = None,
+                          quantiles=(0.1, 0.5, 0.9), level=None, n_samples: int = 100,
+                          random_state: int | None = 0, per: object = None) -> pd.DataFrame:
+        """Event intensity λ(t) of each series at any timestamps, across posterior draws.
+
+        Needs ``point_process=True``.
+
+        Parameters
+        ----------
+        context_df, timestamps, horizon, freq, n_samples, random_state
+            As in :meth:`predict`; the context's events (rows, or ``event_col``) are read.
+        quantiles, level
+            As in :meth:`predict`, over the posterior draws of λ.
+        per : number or duration, optional
+            The time unit of the rate: 1.0 for numeric time columns and one day for datetimes
+            and timedeltas by default.
+
+        Returns
+        -------
+        DataFrame
+            ``id_col``, ``time_col``, ``intensity`` (posterior mean rate, events per ``per``)
+            and ``intensity_q<q>`` / ``intensity-lo-<level>`` / ``intensity-hi-<level>``.
+        """
+        return self._event_model("predict_intensity").predict_intensity(
+            context_df, timestamps, horizon=horizon, freq=freq, quantiles=quantiles,
+            level=level, n_samples=n_samples, random_state=random_state, per=per)
+
+    def sample_events(self, context_df: pd.DataFrame, horizon: object, *,
+                      n_samples: int = 10, random_state: int | None = None,
+                      max_tries: int = 8) -> pd.DataFrame:
+        """Draw future event times by thinning (Lewis & Shedler 1979).
+
+        Needs ``point_process=True``. For each posterior draw of z, candidate times come
+        from a homogeneous process whose rate M bounds λ on the series' window (the last
+        context time, plus ``horizon``]; each is kept with probability λ(t)/M. Thinning is
+        exact wherever λ ≤ M. M starts at twice the largest λ on a grid of at least 33 points
+        in each series' window (λ is the smooth output of an ODE solve, so it cannot double
+        between close grid points unless it is extremely peaked); if a candidate still finds
+        λ > M, M is doubled and the draw redone, up to ``max_tries`` times.
+
+        Parameters
+        ----------
+        context_df : DataFrame
+            The observed context of each series.
+        horizon : number or duration
+            Length of the window after each series' last context row.
+        n_samples : int
+            Draws per series.
+        random_state : int or None
+        max_tries : int
+            Bound doublings allowed before giving up.
+
+        Returns
+        -------
+        DataFrame
+            ``sample_id``, ``id_col``, ``time_col``: one row per drawn event, sorted.
+        """
+        return self._event_model("sample_events").sample_events(
+            context_df, horizon, n_samples=n_samples, random_state=random_state,
+            max_tries=max_tries)
+
+    def score_components(self, df: pd.DataFrame, *, n_samples: int = 16,
+                         random_state: int | None = 0) -> dict[str, float]:
+        """The terms of the evidence lower bound of ``df``, apart.
+
+        Needs ``point_process=True``.
+
+        Returns
+        -------
+        dict
+            ``observations``: expected log-likelihood per observed value (user units);
+            ``events``: expected Poisson log-likelihood of the event times per event (rates
+            per the default unit of :meth:`predict_intensity`); ``kl``: KL(q(z) || p(z))
+            per series; ``total``: :meth:`score`, the importance-weighted bound per scored
+            value and event. Expectations are over ``n_samples`` posterior draws.
+        """
+        terms = self._event_model("score_components").score_components(
+            df, n_samples=n_samples, random_state=random_state)
+        return {**terms, "total": self.score(df, n_samples=n_samples,
+                                             random_state=random_state)}

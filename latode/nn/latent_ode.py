@@ -431,6 +431,34 @@ class LatentODE(nn.Module):
         """Draws of z at the origins, shape (samples, batch, latent_dim)."""
         return self.sample_posterior(context.mu, context.logvar, n_samples, generator)
 
+    def posterior_draws(self, batch, n_samples: int,
+                        generator: torch.Generator | Sequence[torch.Generator] | None = None
+                        ) -> tuple[torch.Tensor, LatentContext]:
+        """Draws of z at each series' origin from q(z | context) of a whole batch.
+
+        The one place a batch becomes posterior draws, so forecasts, intensities and event
+        draws all read a context the same way.
+
+        Parameters
+        ----------
+        batch : UnionBatch
+            A union batch (:class:`latode.data.UnionBatch`, or anything with its ``times``,
+            ``values``, ``mask``, ``events`` and covariate fields); every observation and
+            event of it is read.
+        n_samples : int
+        generator : Generator, sequence of Generator or None
+            As in :meth:`sample_posterior`.
+
+        Returns
+        -------
+        z : Tensor, shape (samples, batch, latent_dim)
+        context : LatentContext
+            The encoded context the draws belong to, for :meth:`decode`.
+        """
+        context = self.encode(batch.times, batch.values, batch.mask, batch.events,
+                              Covariates.of_batch(batch))
+        return self.draw(context, n_samples, generator), context
+
     def observation_log_std(self) -> torch.Tensor:
         return self.log_std.clamp(min=math.log(1e-3))
 

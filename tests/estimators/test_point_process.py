@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from latode import LatentODEForecaster, RNNForecaster
+from latode.estimators._point_process import EventModel
 
 TINY = dict(latent_dim=3, hidden=(12,), encoder="rnn", encoder_hidden=8, batch_size=8,
             verbose=0, random_state=0, point_process=True)
@@ -220,3 +221,28 @@ def test_sampled_events_of_a_series_do_not_depend_on_the_other_series(fitted, fr
         pd.testing.assert_frame_equal(alone, mine, rtol=1e-4)
         pd.testing.assert_frame_equal(
             backwards[backwards["unique_id"] == sid].reset_index(drop=True), mine, rtol=1e-4)
+
+
+def test_the_point_process_is_a_component_handed_the_forecasters_pieces(fitted, frame):
+    # Not a mixin reaching into its host: the forecaster builds an EventModel from its fitted
+    # module and converter at each call (so set_params reaches it) and delegates.
+    assert not issubclass(LatentODEForecaster, EventModel)
+    events = fitted._event_model("predict_intensity")
+    assert events.module is fitted.module_ and events.converter is fitted.converter_
+    kwargs = dict(horizon=[0.5, 1.0], level=[80], n_samples=4, random_state=2)
+    pd.testing.assert_frame_equal(events.predict_intensity(frame, **kwargs),
+                                  fitted.predict_intensity(frame, **kwargs))
+
+
+def test_intensity_and_forecast_summaries_are_named_and_read_alike(fitted, frame):
+    # One builder writes the summary columns of the values and of the intensity.
+    kwargs = dict(horizon=[1.0], quantiles=[0.25, 0.75], level=[50, 90], n_samples=8)
+    rates = fitted.predict_intensity(frame, **kwargs)
+    forecast = fitted.predict(frame, **kwargs)
+    assert list(rates.columns[2:]) == [c.replace("y", "intensity", 1)
+                                       for c in forecast.columns[2:]]
+    # The 50% interval's bounds are the quartiles, however they are asked for.
+    for frame_, name in ((rates, "intensity"), (forecast, "y")):
+        np.testing.assert_array_equal(frame_[f"{name}-lo-50"], frame_[f"{name}_q0.25"])
+        np.testing.assert_array_equal(frame_[f"{name}-hi-50"], frame_[f"{name}_q0.75"])
+        assert (frame_[f"{name}-lo-90"] <= frame_[f"{name}-lo-50"]).all()

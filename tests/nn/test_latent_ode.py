@@ -1,6 +1,7 @@
 """The latent ODE's numerics against independent answers."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -289,3 +290,20 @@ def test_decoding_only_the_needed_pairs_matches_the_full_decode():
         some = m.decode(z, context, times, needed)
     torch.testing.assert_close(some[:, needed], full[:, needed])
     assert (some[:, ~needed] == 0).all()
+
+
+def test_posterior_draws_of_a_batch_are_its_encoding_and_a_draw_from_it():
+    # The one owner of "batch -> draws of z": the encoder reads every observation and the
+    # draws come from the generator given, as encode and draw do by hand.
+    m = model(level="last")
+    times, values, mask = batch()
+    union = SimpleNamespace(times=times, values=values, mask=mask, events=None, inputs=None,
+                            static=None)
+    with torch.no_grad():
+        z, context = m.posterior_draws(union, 5, torch.Generator().manual_seed(3))
+        by_hand = m.encode(times, values, mask)
+        expected = m.draw(by_hand, 5, torch.Generator().manual_seed(3))
+    assert z.shape == (5, 4, 3)
+    torch.testing.assert_close(z, expected, rtol=0, atol=0)
+    torch.testing.assert_close(context.mu, by_hand.mu, rtol=0, atol=0)
+    torch.testing.assert_close(context.level, by_hand.level, rtol=0, atol=0)

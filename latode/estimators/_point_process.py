@@ -1,20 +1,26 @@
-"""What a forecaster with a point process adds: intensities, event draws, split scores.
+"""The point process of a fitted latent ODE forecaster: intensities, event draws, split scores.
 
-:class:`PointProcessMixin` serves :class:`~latode.estimators.LatentODEForecaster` when it is
-fitted with ``point_process=True``: the latent state drives an event intensity λ(t) (see
-:mod:`latode.nn.point_process`). Rates are reported per unit of the user's time — one unit of
-a numeric time column, one day for datetimes and timedeltas, or the ``per=`` given.
+:class:`EventModel` is a component that :class:`~latode.estimators.LatentODEForecaster`
+builds when it is fitted with ``point_process=True``: the latent state drives an event
+intensity λ(t) (see :mod:`latode.nn.point_process`). It is handed the pieces of the fitted
+forecaster it reads — the module, the converter and three of the forecaster's steps — and
+reaches into nothing else, so the forecaster's ``predict_intensity``, ``sample_events`` and
+``score_components`` are thin delegations. Rates are reported per unit of the user's time:
+one unit of a numeric time column, one day for datetimes and timedeltas, or the ``per=``
+given.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
+from latode.data import PackedSeries
+from latode.data.converter import IrregularFrameConverter
 from latode.data.packing import solver_grid
 from latode.data.targets import MAX_MODEL_TIME
 from latode.estimators._base import seed_from, seeded_by
@@ -22,59 +28,67 @@ from latode.estimators._forecast_output import (
     _FORECAST_REMEDY,
     MAX_SOLVE_PAIRS,
     _check_quantiles,
-    level_columns,
-    quantile_column,
+    model_time_per_unit,
     series_generators,
+    summary_columns,
 )
 from latode.estimators._inputs import check_positive_int
 from latode.estimators._schedule import prediction_chunk
 from latode.exceptions import SolverError
-from latode.nn.latent_ode import Covariates, LatentContext
+from latode.nn.latent_ode import LatentODE
 
-__all__ = ["PointProcessMixin", "INTENSITY_COLUMN"]
+__all__ = ["EventModel", "INTENSITY_COLUMN"]
 
-#: name of the intensity column of :meth:`PointProcessMixin.predict_intensity`
+#: name of the intensity column of :meth:`EventModel.predict_intensity`
 INTENSITY_COLUMN = "intensity"
 
 #: Points of each series' window on which ``sample_events`` bounds its intensity.
 _BOUND_POINTS = 65
 
 
-class PointProcessMixin:
-    """``predict_intensity``, ``sample_events`` and ``score_components`` (see the module
-    docstring); needs the host's ``module_`` with ``decode_with_intensity``."""
+class EventModel:
+    """``predict_intensity``, ``sample_events`` and ``score_components`` of a fitted latent
+    ODE with a point process (see the module docstring).
 
-    def _check_point_process(self, method: str) -> None:
-        self._check_fitted()
-        if not getattr(self.module_, "point_process", False):
-            raise ValueError(
-                f"{method} needs a model of event times: fit with point_process=True."
-            )
+    Parameters
+    ----------
+    module : LatentODE
+        The fitted module, built with ``point_process=True``.
+    converter : IrregularFrameConverter
+        The fitted converter: packs frames, writes frames, holds the time axis.
+    batch_size : int or "auto"
+        The forecaster's ``batch_size``: series per solve (:func:`prediction_chunk`).
+    prepare : callable
+        ``prepare()`` makes ``module`` solve with the forecaster's current solver parameters
+        and raises on bad ones (``_solve_with_current_parameters``); called once the
+        arguments of a call are checked.
+    draws_at_targets : callable
+        The forecaster's draws of a model output at requested (series, time) rows
+        (``ForecastOutputMixin._draws_at_targets``), which also checks the draws' arguments
+        and calls ``prepare``.
+    log_unit_change : callable
+        ``log_unit_change(packed)``: from model to user units of ``packed``'s log-densities
+        (``BaseForecaster._log_unit_change``).
+    """
 
-    def _posterior_draws(self, module, batch, n_samples: int,
-                         generator: torch.Generator | Sequence[torch.Generator]
-                         ) -> tuple[torch.Tensor, LatentContext]:
-        """Draws of z at each series' origin from q(z | context), shape
-        (samples, batch, latent), and the encoded context they belong to."""
-        context = module.encode(batch.times, batch.values, batch.mask, batch.events,
-                                Covariates.of_batch(batch))
-        return module.draw(context, n_samples, generator), context
+    def __init__(self, module: LatentODE, converter: IrregularFrameConverter,
+                 batch_size: int | str, *, prepare: Callable[[], None],
+                 draws_at_targets: Callable[..., tuple],
+                 log_unit_change: Callable[[PackedSeries], tuple[float, float]]) -> None:
+        self.module = module
+        self.converter = converter
+        self.batch_size = batch_size
+        self.prepare = prepare
+        self.draws_at_targets = draws_at_targets
+        self.log_unit_change = log_unit_change
 
     def predict_intensity(self, context_df: pd.DataFrame, timestamps: object = None, *,
                           horizon: object = None, freq: object = None,
                           quantiles=(0.1, 0.5, 0.9), level=None, n_samples: int = 100,
                           random_state: int | None = 0, per: object = None) -> pd.DataFrame:
-        """Event intensity λ(t) of each series at any timestamps, across posterior draws.
-
-        Parameters
-        ----------
-        context_df, timestamps, horizon, freq, n_samples, random_state
-            As in :meth:`predict`; the context's events (rows, or ``event_col``) are read.
-        quantiles, level
-            As in :meth:`predict`, over the posterior draws of λ.
-        per : number or duration, optional
-            The time unit of the rate: 1.0 for numeric time columns and one day for datetimes
-            and timedeltas by default.
+        """Event intensity λ(t) of each series at any timestamps, across posterior draws
+        (as :meth:`LatentODEForecaster.predict_intensity
+        <latode.estimators.LatentODEForecaster.predict_intensity>`).
 
         Returns
         -------
@@ -82,65 +96,38 @@ class PointProcessMixin:
             ``id_col``, ``time_col``, ``intensity`` (posterior mean rate, events per ``per``)
             and ``intensity_q<q>`` / ``intensity-lo-<level>`` / ``intensity-hi-<level>``.
         """
-        self._check_point_process("predict_intensity")
         qs, levels = _check_quantiles(quantiles, level)
-        factor = 1.0 / self._model_time_per_unit(per)
+        factor = 1.0 / model_time_per_unit(self.converter.time_axis_, per)
 
         def draw(module, batch, grid, n, generator, needed):
-            z, context = self._posterior_draws(module, batch, n, generator)
+            z, context = module.posterior_draws(batch, n, generator)
             _, log_rate, _ = module.decode_with_intensity(z, context, grid, needed)
             return torch.exp(log_rate).unsqueeze(-1)
 
-        targets, rates, _ = self._draws_at_targets(context_df, timestamps, horizon, freq,
-                                                   n_samples, random_state, draw, 1)
+        targets, rates, _ = self.draws_at_targets(context_df, timestamps, horizon, freq,
+                                                  n_samples, random_state, draw, 1)
         rates = rates[..., 0] / factor
-        columns = {INTENSITY_COLUMN: rates.mean(0)}
-        for q in qs:
-            columns[quantile_column(INTENSITY_COLUMN, q)] = np.quantile(rates, q, axis=0)
-        for lv in levels:
-            lo, hi = level_columns(INTENSITY_COLUMN, lv)
-            columns[lo] = np.quantile(rates, 0.5 - lv / 200, axis=0)
-            columns[hi] = np.quantile(rates, 0.5 + lv / 200, axis=0)
-        return self.converter_.to_frame(targets.ids[targets.series_of_row], targets.keys,
-                                        columns)
+        columns = summary_columns(INTENSITY_COLUMN, rates.mean(0), rates, qs, levels)
+        return self.converter.to_frame(targets.ids[targets.series_of_row], targets.keys,
+                                       columns)
 
     def sample_events(self, context_df: pd.DataFrame, horizon: object, *,
                       n_samples: int = 10, random_state: int | None = None,
                       max_tries: int = 8) -> pd.DataFrame:
-        """Draw future event times by thinning (Lewis & Shedler 1979).
-
-        For each posterior draw of z, candidate times come from a homogeneous process whose
-        rate M bounds λ on the series' window (the last context time, plus ``horizon``]; each
-        is kept with probability λ(t)/M. Thinning is exact wherever λ ≤ M. M starts at twice
-        the largest λ on a grid of at least 33 points in each series' window (λ is the smooth
-        output of an ODE solve, so it cannot double between close grid points unless it is
-        extremely peaked); if a candidate still finds λ > M, M is doubled and the draw
-        redone, up to ``max_tries`` times.
-
-        Parameters
-        ----------
-        context_df : DataFrame
-            The observed context of each series.
-        horizon : number or duration
-            Length of the window after each series' last context row.
-        n_samples : int
-            Draws per series.
-        random_state : int or None
-        max_tries : int
-            Bound doublings allowed before giving up.
+        """Draw future event times by thinning (as :meth:`LatentODEForecaster.sample_events
+        <latode.estimators.LatentODEForecaster.sample_events>`).
 
         Returns
         -------
         DataFrame
             ``sample_id``, ``id_col``, ``time_col``: one row per drawn event, sorted.
         """
-        self._check_point_process("sample_events")
         check_positive_int(n_samples, "n_samples")
         check_positive_int(max_tries, "max_tries")
-        self._solve_with_current_parameters()
+        self.prepare()
         if horizon is None:
             raise ValueError("horizon is required: the length of the window to draw events in.")
-        span = self._model_time_per_unit(horizon, "horizon")
+        span = model_time_per_unit(self.converter.time_axis_, horizon, "horizon")
         if span > MAX_MODEL_TIME:
             raise ValueError(
                 f"horizon={horizon!r} is {span:.3g} model time units (at most "
@@ -151,10 +138,10 @@ class PointProcessMixin:
                 f"n_samples={n_samples} draws of a series' intensity on its {_BOUND_POINTS} "
                 f"bound points exceed the {MAX_SOLVE_PAIRS:,} a solve may take; ask for at most "
                 f"{MAX_SOLVE_PAIRS // _BOUND_POINTS} draws per call and call again for more.")
-        conv = self.converter_
+        conv = self.converter
         context = conv.pack(context_df, argument="context_df")
         seed = seed_from(random_state)
-        device = next(self.module_.parameters()).device
+        device = next(self.module.parameters()).device
         frames = []
         # The bound reads every series' draws on every series' points: n_samples x step^2 x
         # _BOUND_POINTS triples, kept within the budget of one solve.
@@ -168,7 +155,7 @@ class PointProcessMixin:
             last = torch.as_tensor(context.times[context.indptr[chunk + 1] - 1] - batch.origins,
                                    dtype=torch.float32, device=device)
             with torch.no_grad():
-                draws = self._posterior_draws(self.module_, batch, n_samples, generators)
+                draws = self.module.posterior_draws(batch, n_samples, generators)
                 s_idx, b_idx, times = self._thin(draws, last, last + span, generators,
                                                  max_tries)
             frames.append(pd.DataFrame({
@@ -187,7 +174,7 @@ class PointProcessMixin:
         grid, _, inverse = solver_grid(times.numpy(), torch.float32)
         z, context = draws
         grid = torch.as_tensor(grid, dtype=torch.float32, device=z.device)
-        _, log_rate, _ = self.module_.decode_with_intensity(z, context, grid)
+        _, log_rate, _ = self.module.decode_with_intensity(z, context, grid)
         rates = torch.exp(log_rate).cpu()[..., torch.as_tensor(inverse)]
         if not torch.isfinite(rates).all():
             raise SolverError(
@@ -266,30 +253,28 @@ class PointProcessMixin:
 
     def score_components(self, df: pd.DataFrame, *, n_samples: int = 16,
                          random_state: int | None = 0) -> dict[str, float]:
-        """The terms of the evidence lower bound of ``df``, apart.
+        """The terms of the evidence lower bound of ``df``, apart (as
+        :meth:`LatentODEForecaster.score_components
+        <latode.estimators.LatentODEForecaster.score_components>`, which adds ``total``).
 
         Returns
         -------
         dict
-            ``observations``: expected log-likelihood per observed value (user units);
-            ``events``: expected Poisson log-likelihood of the event times per event (rates
-            per the default unit of :meth:`predict_intensity`); ``kl``: KL(q(z) || p(z))
-            per series; ``total``: :meth:`score`, the importance-weighted bound per scored
-            value and event. Expectations are over ``n_samples`` posterior draws.
+            ``observations`` (per observed value, user units), ``events`` (per event) and
+            ``kl`` (per series), each expected over ``n_samples`` posterior draws.
         """
-        self._check_point_process("score_components")
         check_positive_int(n_samples, "n_samples")
-        self._solve_with_current_parameters()
-        packed = self.converter_.pack(df, argument="df")
+        self.prepare()
+        packed = self.converter.pack(df, argument="df")
         generator = torch.Generator().manual_seed(seed_from(random_state))
-        device = next(self.module_.parameters()).device
+        device = next(self.module.parameters()).device
         sums = {"observations": 0.0, "events": 0.0, "kl": 0.0}
         with torch.no_grad(), seeded_by(generator):
             for batch in packed.union_batches(np.arange(packed.n_series),
                                               prediction_chunk(self.batch_size), device=device):
-                terms = self.module_.elbo_terms(batch.times, batch.values, batch.mask,
-                                                events=batch.events, window=batch.present,
-                                                n_samples=n_samples)
+                terms = self.module.elbo_terms(batch.times, batch.values, batch.mask,
+                                               events=batch.events, window=batch.present,
+                                               n_samples=n_samples)
                 for key in sums:
                     sums[key] += float(terms[key].mean(0).sum() if key != "kl"
                                        else terms[key].sum())
@@ -300,11 +285,10 @@ class PointProcessMixin:
             )
         n_values = float((~np.isnan(packed.values)).sum())
         n_events = float(packed.scored_events.sum())
-        values_jacobian, per_event = self._log_unit_change(packed)
+        values_jacobian, per_event = self.log_unit_change(packed)
         # With no events the term is only -∫λ dt, which the change of units leaves alone.
         return {
             "observations": (sums["observations"] - values_jacobian) / max(n_values, 1.0),
             "events": sums["events"] / max(n_events, 1.0) + (per_event if n_events else 0.0),
             "kl": sums["kl"] / packed.n_series,
-            "total": self.score(df, n_samples=n_samples, random_state=random_state),
         }
