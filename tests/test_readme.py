@@ -74,35 +74,45 @@ def test_every_python_block_runs_in_order(tmp_path, monkeypatch):
         for number, block in enumerate(blocks, start=1):
             exec(compile(block, f"{README} (python block {number})", "exec"), ns)
             if number == 1:
-                # The quickstart: a forecast with an 80% band for every context series.
-                fc, context = ns["fc"], ns["context"]
-                assert set(fc.unique_id) == set(context.unique_id)
-                assert len(fc) == 2 * context.unique_id.nunique()
-                assert {"bili", "bili-lo-80", "bili-hi-80"} <= set(fc.columns)
-                assert fc[["bili", "albumin"]].notna().all().all()
+                # The quickstart: the defaults forecast every held-out visit with an 80% band,
+                # and beat carrying each lab's last value forward, as the README says.
+                forecast, actual = ns["forecast"], ns["actual"]
+                key = ["unique_id", "ds"]
+                assert len(forecast) == len(actual) > 0
+                assert set(map(tuple, forecast[key].to_numpy())) == set(
+                    map(tuple, actual[key].to_numpy()))
+                assert {"bili", "bili-lo-80", "bili-hi-80"} <= set(forecast.columns)
+                assert forecast[list(ns["cols"])].notna().all().all()
+                model_mae, carried_mae = ns["mae"](forecast), ns["mae"](ns["carried"])
+                assert np.isfinite(model_mae) and np.isfinite(carried_mae)
+                assert model_mae < carried_mae, (model_mae, carried_mae)
 
     n_context = ns["context"].unique_id.nunique()
-    # LatentODEForecaster: timestamps, a horizon grid, draws, score, save and load.
+    # LatentODEForecaster: a horizon with quantiles, a grid, draws, save and load.
     assert len(ns["fc"]) == 2 * n_context and "bili_q0.9" in ns["fc"].columns
     assert len(ns["grid"]) == 8 * n_context and "bili-hi-90" in ns["grid"].columns
     assert len(ns["paths"]) == 50 * 2 * n_context and "sample_id" in ns["paths"].columns
-    assert np.isfinite(ns["ll"])
     assert (tmp_path / "pbc.pt").exists()
     pd.testing.assert_frame_equal(ns["same"].predict(ns["context"], horizon=["180D"]),
                                   ns["model"].predict(ns["context"], horizon=["180D"]))
-    # The point process.
-    assert (ns["rates"]["intensity"] > 0).all()
-    assert list(ns["draws"].columns) == ["sample_id", "unique_id", "ds"]
-    assert set(ns["parts"]) == {"observations", "events", "kl", "total"}
-    # The GRU-Δt baseline, the ODE-Net, the CNF.
-    assert len(ns["rnn_fc"]) == 2 * n_context
-    assert ns["cv"]["cutoff"].nunique() == 2 and np.isfinite(ns["cv_mae"])
+    # Covariates: every subject forecast at both times; twice the doses, twice the rise.
+    planned, doubled = ns["planned"], ns["doubled"]
+    assert len(planned) == len(doubled) == 2 * 30
+    rise, rise2 = (planned.conc - ns["pk"].predict(
+        ns["history"], future_df=ns["plan"].assign(dose=0.0), **ns["asked"]).conc,
+        doubled.conc - planned.conc)
+    np.testing.assert_allclose(rise2.to_numpy(), rise.to_numpy(), rtol=1e-3, atol=1e-6)
+    # Evaluation and model selection.
+    assert ns["cv"]["cutoff"].nunique() == 2 and "bili_actual" in ns["cv"].columns
+    assert {"n", "mae", "rmse", "crps"} <= set(ns["per_lab"].columns)
     scores = ns["search"].cv_results_["mean_test_score"]
-    assert set(ns["chosen"]) == {"hidden_dim"} and len(scores) == 2 and (scores < 0).all()
+    assert set(ns["search"].best_params_) == {"hidden_dim"} and len(scores) == 2
+    assert (scores < 0).all()
+    # The ODE-Net and the CNF.
     assert 0.0 <= ns["accuracy"] <= 1.0 and ns["clf"].nfe_ > 0
     assert np.isfinite(ns["nats"]) and np.isfinite(ns["best"])
     assert ns["drawn"].shape == (500, 2)
-    # MLflow: the runs are in the default store and the pyfunc model forecasts as the
+    # MLflow: the run is in the default store and the pyfunc model forecasts as the
     # estimator does.
     import mlflow
 
