@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import traceback
 import warnings
@@ -170,14 +169,13 @@ def read_frame(path: Path, time_col: str | None = None, time_kind: str | None = 
             or pd.api.types.is_datetime64_any_dtype(column) \
             or pd.api.types.is_timedelta64_dtype(column):
         return frame
+    from latode.data.times import parse_times
+
     try:
-        if time_kind == "timedelta":
-            frame[time_col] = pd.to_timedelta(column)
-        else:
-            frame[time_col] = pd.to_datetime(column, format="ISO8601")
-    except (ValueError, TypeError) as error:
-        raise UsageError(f"column {time_col!r} of {str(path)!r} holds neither numbers nor "
-                         f"ISO 8601 times ({error})") from None
+        frame[time_col] = parse_times(column, time_kind or "datetime",
+                                      f"column {time_col!r} of {str(path)!r}")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return frame
 
 
@@ -191,9 +189,14 @@ def _write_frame(frame, path: Path) -> None:
         raise UsageError(f"--out {str(path)!r}: use a .csv or .parquet file")
 
 
+def _items(text: str) -> list[str]:
+    """The non-empty comma-separated values of an option ("1h, 2h," -> ["1h", "2h"])."""
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 def _floats(text: str, option: str) -> list[float]:
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        return [float(v) for v in _items(text)]
     except ValueError:
         raise UsageError(f"{option} must be comma-separated numbers; got {text!r}") from None
 
@@ -322,41 +325,40 @@ def _write_fitted(args: argparse.Namespace, estimator) -> int:
     return 0
 
 
-def _durations(values: list[str], option: str) -> list[str]:
-    for value in values:
-        if re.fullmatch(r"[-+]?\d+(\.\d*)?", value):
-            raise UsageError(f"{option}: the model's times are not numbers, so give durations "
-                             f"with a unit, e.g. 6h, 30min or 1D; got {value!r}")
-    return values
+def _steps(text: str, kind: str, option: str) -> list:
+    """The comma-separated steps of ``option``: numbers for numeric times, else durations
+    such as 6h (see :func:`latode.data.times.parse_step`)."""
+    from latode.data.times import parse_step
+
+    values = _items(text)
+    if not values:
+        raise UsageError(f"{option} is empty")
+    return [parse_step(value, kind, option, text=True) for value in values]
 
 
 def _horizon(text: str, kind: str, freq: str | None):
-    values = [v.strip() for v in text.split(",") if v.strip()]
-    if not values:
-        raise UsageError("--horizon is empty")
-    if kind == "float":
-        values = _floats(text, "--horizon")
-    else:
-        _durations(values + ([freq] if freq else []), "--horizon/--freq")
-    if freq is not None:
-        if len(values) != 1:
-            raise UsageError("with --freq give one --horizon (the end of the grid)")
-        return values[0], (float(freq) if kind == "float" else freq)
-    return values, None
+    """``predict``'s ``horizon`` and ``freq`` from ``--horizon`` and ``--freq``."""
+    from latode.data.times import parse_step
+
+    horizon = _steps(text, kind, "--horizon")
+    if freq is None:
+        return horizon, None
+    if len(horizon) != 1:
+        raise UsageError("with --freq give one --horizon (the end of the grid)")
+    return horizon[0], parse_step(freq, kind, "--freq", text=True)
 
 
 def _timestamps(text: str, model):
-    from latode.tracking._adapters import _user_times
+    """``predict``'s ``timestamps`` from ``--timestamps``: a file of (id, time) rows, or
+    comma-separated times for every series."""
+    from latode.data.times import user_times
 
     conv = model.converter_
     path = Path(text)
     if path.suffix.lower() in (".csv", ".parquet", ".pq"):
         frame = read_frame(path, conv.time_col, conv.time_axis_.kind)
         return frame[[conv.id_col, conv.time_col]]
-    values = [v.strip() for v in text.split(",") if v.strip()]
-    if conv.time_axis_.kind == "float":
-        values = _floats(text, "--timestamps")
-    return _user_times(values, conv.time_axis_, "--timestamps")
+    return user_times(_items(text), conv.time_axis_, "--timestamps")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -438,8 +440,9 @@ def _windows(args: argparse.Namespace, model, data, draws: dict):
     if args.horizon is None:
         raise UsageError("--n-windows needs --horizon (the length of each window)")
     kind = conv.time_axis_.kind
-    horizon = _horizon(args.horizon, kind, None)[0][0]
-    step = None if args.step_size is None else _horizon(args.step_size, kind, None)[0][0]
+    # Each option is one length; of a list, the first counts (as it always has).
+    horizon = _steps(args.horizon, kind, "--horizon")[0]
+    step = None if args.step_size is None else _steps(args.step_size, kind, "--step-size")[0]
     try:
         windows = list(backtest_windows(data, conv.id_col, conv.time_col, horizon,
                                         args.n_windows, step))

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,7 +10,7 @@ import pandas as pd
 
 from latode.data.converter import IrregularFrameConverter
 from latode.data.packing import PackedSeries
-from latode.data.time_axis import is_plain_number
+from latode.data.times import parse_step
 from latode.data.validation import show, time_kind
 
 __all__ = ["forecast_targets", "future_inputs", "MAX_GRID_POINTS", "MAX_MODEL_TIME",
@@ -61,32 +60,16 @@ def _is_sequence(value: object) -> bool:
 
 
 def _offset_keys(conv: IrregularFrameConverter, offsets: object, argument: str) -> np.ndarray:
-    """Offsets (durations or numbers) as time-key increments, checked positive."""
+    """Offsets (durations or numbers, see :func:`~latode.data.times.parse_step`) as
+    time-key increments."""
     values = list(offsets) if _is_sequence(offsets) else [offsets]
     if not values:
         raise ValueError(f"{argument} is empty; give at least one offset.")
-    if conv.time_axis_.kind == "float":
-        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
-            raise TypeError(
-                f"{argument} must be numbers (the model's times are numbers); got "
-                f"{show(values[0])} of type {type(values[0]).__name__}."
-            )
-        keys = np.asarray(values, dtype=np.float64)
-    else:
-        try:
-            if any(is_plain_number(v) for v in values):
-                # pd.Timedelta(5) would be 5 nanoseconds: a number has no unit here.
-                raise TypeError("a plain number")
-            keys = np.asarray([pd.Timedelta(v).value for v in values], dtype=np.int64)
-        except (ValueError, TypeError) as error:
-            raise TypeError(
-                f"{argument} must be durations (pd.Timedelta or strings like '6h') since the "
-                f"model's times are {conv.time_axis_.kind}s; got {show(values[0])}."
-            ) from error
-    if not np.all(np.isfinite(keys)) or np.any(keys <= 0):
-        raise ValueError(f"{argument} must be positive (forecasts go forward from the last "
-                         f"observation); got {show(values[int(np.argmin(keys))])}.")
-    return keys
+    kind = conv.time_axis_.kind
+    steps = [parse_step(value, kind, argument) for value in values]
+    if kind == "float":
+        return np.asarray(steps, dtype=np.float64)
+    return np.asarray([step.value for step in steps], dtype=np.int64)  # nanoseconds
 
 
 def forecast_targets(conv: IrregularFrameConverter, context: PackedSeries, *,

@@ -8,7 +8,8 @@ numbers — which orders and de-duplicates timestamps without rounding, and into
 
 where ``origin`` and ``scale`` are fitted on training data (the training span maps to [0, 1]
 unless ``time_scale`` is given). The original values are kept alongside, so observed and
-requested timestamps come back exactly in the user's types.
+requested timestamps come back exactly in the user's types. What users write for times,
+durations and steps is read by :mod:`latode.data.times`.
 """
 
 from __future__ import annotations
@@ -20,69 +21,13 @@ import numpy as np
 import pandas as pd
 
 from latode.data.dtypes import in_dtype_if_exact
+
+# Re-exported: the estimators, latode.metrics and latode.model_selection import these from
+# here; latode.data.times owns them.
+from latode.data.times import is_plain_number, parse_time_unit, time_step
 from latode.data.validation import time_kind
 
-__all__ = ["TimeAxis", "is_plain_number", "parse_time_unit"]
-
-
-def parse_time_unit(unit: str | pd.Timedelta | None, name: str = "time_unit") -> int:
-    """Nanoseconds in ``unit`` (``"h"``, ``"D"``, ``"30min"``, a Timedelta, ...).
-
-    ``name`` is the argument named in errors. A plain number is refused: it has no unit
-    (``pd.Timedelta(5)`` would read it as 5 nanoseconds).
-
-    Examples
-    --------
-    >>> parse_time_unit("h")
-    3600000000000
-    """
-    if unit is None:
-        return 1
-    if is_plain_number(unit):
-        raise TypeError(
-            f"{name}={unit!r} is a plain number, but the times are datetimes or timedeltas: "
-            "give a duration such as '6h', '1D' or pd.Timedelta(hours=6)."
-        )
-    try:
-        value = pd.Timedelta(unit) if not isinstance(unit, str) or unit[:1].isdigit() else (
-            pd.Timedelta(1, unit=unit)
-        )
-    except (ValueError, TypeError) as error:
-        raise ValueError(
-            f"{name}={unit!r} is not a time unit; use e.g. 'h', 'D', '15min' or a "
-            "pd.Timedelta."
-        ) from error
-    if value <= pd.Timedelta(0):
-        raise ValueError(f"{name}={unit!r} must be a positive duration.")
-    return int(value.value)
-
-
-def time_step(value: object, times: pd.Series, name: str = "horizon") -> float | pd.Timedelta:
-    """``value`` as a step of the time column ``times``: a positive number for numeric
-    times, a positive ``Timedelta`` for datetimes and timedeltas (a plain number is refused
-    there: it has no unit).
-
-    Examples
-    --------
-    >>> time_step("6h", pd.Series(pd.to_datetime(["2024-01-01"])))
-    Timedelta('0 days 06:00:00')
-    >>> time_step(2, pd.Series([0.0, 1.0]))
-    2.0
-    """
-    if pd.api.types.is_numeric_dtype(times):
-        if not is_plain_number(value) or isinstance(value, bool) or not value > 0:
-            raise ValueError(f"{name}={value!r} must be a positive number: the times are "
-                             "numbers.")
-        return float(value)
-    step = pd.Timedelta(parse_time_unit(value, name), unit="ns")
-    if not step > pd.Timedelta(0):
-        raise ValueError(f"{name}={value!r} must be a positive duration.")
-    return step
-
-
-def is_plain_number(value: object) -> bool:
-    """A number without a time unit (``np.timedelta64`` counts as an integer to Python)."""
-    return isinstance(value, (numbers.Real, bool)) and not isinstance(value, np.timedelta64)
+__all__ = ["TimeAxis", "is_plain_number", "parse_time_unit", "time_step"]
 
 
 @dataclass

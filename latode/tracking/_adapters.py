@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from latode.data.times import parse_step, user_times
+
 __all__ = ["task_of", "predict_frame", "forecast_arguments", "FORECAST_PARAMS",
            "example_input", "example_params", "param_schema", "FUTURE_FLAG"]
 
@@ -63,38 +65,6 @@ def _as_list(value: Any, name: str) -> list:
         raise TypeError(f"params[{name!r}] must be a list; got {value!r}.") from None
 
 
-def _user_times(values: list, axis: Any, name: str) -> pd.Series:
-    """Times from JSON-friendly values (ISO strings, numbers) in the model's time type."""
-    series = pd.Series(values)
-    try:
-        if axis.kind == "float":
-            return series.astype(np.float64)
-        if axis.kind == "timedelta":
-            return pd.Series(pd.to_timedelta(series))
-        strings = all(isinstance(v, str) for v in values)
-        stamps = pd.Series(pd.to_datetime(series, format="ISO8601" if strings else None))
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{name} must be {axis.kind} values; could not read "
-                         f"{values[:3]!r}: {error}") from None
-    if axis.tz is not None:
-        naive = stamps.dt.tz is None
-        return stamps.dt.tz_localize(axis.tz) if naive else stamps.dt.tz_convert(axis.tz)
-    if stamps.dt.tz is not None:
-        return stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    return stamps
-
-
-def _offset(value: Any, axis: Any) -> Any:
-    if axis.kind == "float":
-        return float(value)
-    # pandas reads a bare number as nanoseconds: refuse it rather than forecast 1 ns ahead.
-    if isinstance(value, (int, float, np.number)) or str(value).strip().lstrip("+-")\
-            .replace(".", "", 1).isdigit():
-        raise ValueError(f"The model's times are {axis.kind}s: give horizon and freq as "
-                         f"durations with a unit, e.g. '6h', '30min', '1D'; got {value!r}.")
-    return value
-
-
 def forecast_arguments(estimator: Any, params: dict[str, Any] | None) -> dict[str, Any]:
     """``predict`` keyword arguments from pyfunc ``params`` (see :data:`FORECAST_PARAMS`)."""
     params = dict(params or {})
@@ -104,16 +74,18 @@ def forecast_arguments(estimator: Any, params: dict[str, Any] | None) -> dict[st
     merged = {**FORECAST_PARAMS, **params}
     axis = estimator.converter_.time_axis_
     timestamps = _as_list(merged["timestamps"], "timestamps")
-    horizon = [_offset(v, axis) for v in _as_list(merged["horizon"], "horizon")]
+    # JSON holds strings and numbers: read them here, where "6" can still be told from 6.
+    horizon = [parse_step(v, axis.kind, "horizon", text=True)
+               for v in _as_list(merged["horizon"], "horizon")]
     freq = merged["freq"]
-    freq = None if freq in (None, "") else _offset(freq, axis)
+    freq = None if freq is None or freq == "" else parse_step(freq, axis.kind, "freq", text=True)
     if freq is not None and len(horizon) == 1:
         horizon = horizon[0]  # one horizon with freq: the regular grid up to it
     quantiles = _as_list(merged["quantiles"], "quantiles")
     level = _as_list(merged["level"], "level")
     random_state = merged["random_state"]
     return {
-        "timestamps": _user_times(timestamps, axis, "timestamps") if timestamps else None,
+        "timestamps": user_times(timestamps, axis, "timestamps") if timestamps else None,
         "horizon": horizon if horizon != [] else None,
         "freq": freq,
         "quantiles": [float(q) for q in quantiles] or None,
@@ -134,7 +106,7 @@ def _coerce_context(estimator: Any, frame: pd.DataFrame) -> pd.DataFrame:
             axis.kind == "timedelta" and pd.api.types.is_timedelta64_dtype(column)):
         return frame
     frame = frame.copy()
-    frame[conv.time_col] = _user_times(list(column), axis, conv.time_col).set_axis(frame.index)
+    frame[conv.time_col] = user_times(list(column), axis, conv.time_col).set_axis(frame.index)
     return frame
 
 
