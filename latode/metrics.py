@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from latode.data.time_axis import time_step
+from latode.data.times import time_step
 
 __all__ = [
     "mae", "rmse", "pinball_loss", "crps_from_samples", "crps_from_quantiles", "coverage",

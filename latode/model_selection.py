@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import BaseCrossValidator, GroupKFold
 
-from latode.data.time_axis import time_step
+from latode.data.times import time_step
 from latode.metrics import QUANTILE_GRID, forecast_scores, holdout_split, horizon_split
 
 __all__ = ["SeriesKFold", "CutoffSplit", "make_forecast_scorer", "FORECAST_METRICS"]

@@ -17,6 +17,7 @@ from latode.data.times import (
     TimeArgumentError,
     is_plain_number,
     is_unitless,
+    model_time_per_unit,
     parse_duration,
     parse_step,
     parse_time_unit,
@@ -244,3 +245,26 @@ def test_a_cli_file_with_unreadable_times_is_a_usage_error(tmp_path):
         cli.read_frame(path, "time", "timedelta")
     with pytest.raises(cli.UsageError, match=r"must be ISO 8601 datetimes"):
         cli.read_frame(path, "time")
+
+
+# --------------------------------------------------------------- model_time_per_unit
+def test_model_time_per_unit_counts_model_units_in_one_user_unit():
+    hours = TimeAxis(kind="datetime", tz=None, dtype="datetime64[ns]", origin=0,
+                     scale=float(HOUR.value))
+    assert model_time_per_unit(hours) == 24.0  # one day by default
+    assert model_time_per_unit(hours, "30min") == 0.5
+    numeric = TimeAxis(kind="float", tz=None, dtype="float64", origin=0.0, scale=4.0)
+    assert model_time_per_unit(numeric) == 0.25
+    assert model_time_per_unit(numeric, 2) == 0.5
+
+
+@pytest.mark.parametrize("kind, per, error, message", [
+    ("datetime", 2, TypeError, r"per=2 is a plain number"),
+    ("datetime", "-1h", ValueError, r"per must be positive"),
+    ("float", "1D", TypeError, r"per must be numbers"),
+    ("float", 0, ValueError, r"per must be positive and finite"),
+])
+def test_model_time_per_unit_refuses_a_unit_of_the_wrong_kind(kind, per, error, message):
+    axis = TimeAxis(kind=kind, tz=None, dtype="float64", origin=0, scale=1.0)
+    with pytest.raises(error, match=message):
+        model_time_per_unit(axis, per)

@@ -21,13 +21,10 @@ import numpy as np
 import pandas as pd
 
 from latode.data.dtypes import in_dtype_if_exact
-
-# Re-exported: the estimators, latode.metrics and latode.model_selection import these from
-# here; latode.data.times owns them.
-from latode.data.times import is_plain_number, parse_time_unit, time_step
+from latode.data.times import parse_time_unit
 from latode.data.validation import time_kind
 
-__all__ = ["TimeAxis", "is_plain_number", "parse_time_unit", "time_step"]
+__all__ = ["TimeAxis"]
 
 
 @dataclass

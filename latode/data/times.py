@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from latode.data.time_axis import TimeAxis
 
 __all__ = ["TimeArgumentError", "is_plain_number", "is_unitless", "parse_duration",
-           "parse_step", "parse_time_unit", "time_step", "parse_times", "user_times"]
+           "parse_step", "parse_time_unit", "time_step", "parse_times", "user_times",
+           "model_time_per_unit"]
 
 #: Text that reads as a number without a unit: "5", "-2.5", ".5", "1e3".
 _NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -288,3 +289,30 @@ def user_times(values: Sequence | pd.Series, axis: TimeAxis, name: str) -> pd.Se
     if times.dt.tz is not None:
         return times.dt.tz_convert("UTC").dt.tz_localize(None)
     return times
+
+
+def model_time_per_unit(axis: TimeAxis, per: object = None, name: str = "per") -> float:
+    """Model time units in one ``per`` of the user's time on ``axis``: the unit of rates and
+    of event-time densities.
+
+    Parameters
+    ----------
+    axis : TimeAxis
+        A fitted converter's ``time_axis_``.
+    per : number or duration, optional
+        A positive number for numeric times (default 1.0); a duration for datetimes and
+        timedeltas (default one day), as :func:`parse_step` reads them.
+    name : str
+        The argument named in errors.
+
+    Examples
+    --------
+    >>> from latode.data.time_axis import TimeAxis
+    >>> axis = TimeAxis(kind="timedelta", tz=None, dtype="timedelta64[ns]", origin=0,
+    ...                 scale=3.6e12)  # one model time unit is an hour
+    >>> model_time_per_unit(axis), model_time_per_unit(axis, "30min")
+    (24.0, 0.5)
+    """
+    default = 1.0 if axis.kind == "float" else pd.Timedelta(days=1)
+    step = parse_step(default if per is None else per, axis.kind, name)
+    return (step if axis.kind == "float" else step.value) / axis.scale

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 from sklearn.base import clone
 
-from latode.data.time_axis import time_step
+from latode.data.times import time_step
 
 __all__ = ["ACTUAL_SUFFIX", "backtest_windows", "cross_validation", "forecast_window"]
 

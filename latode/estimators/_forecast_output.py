@@ -20,7 +20,6 @@ import torch
 from latode.data import PackedSeries
 from latode.data.packing import solver_grid
 from latode.data.targets import forecast_targets, future_inputs
-from latode.data.time_axis import TimeAxis, is_plain_number, parse_time_unit
 from latode.data.validation import show
 from latode.estimators._base import seed_from
 from latode.estimators._inputs import check_positive_int
@@ -28,7 +27,7 @@ from latode.estimators._schedule import prediction_chunk
 from latode.exceptions import SolverError
 
 __all__ = ["ForecastOutputMixin", "quantile_column", "level_columns", "summary_columns",
-           "model_time_per_unit", "MAX_DRAW_BYTES", "MAX_SOLVE_PAIRS"]
+           "MAX_DRAW_BYTES", "MAX_SOLVE_PAIRS"]
 
 #: Most memory the posterior draws of one predict/sample call may take (float64 values).
 MAX_DRAW_BYTES = 2 * 1024**3
@@ -117,39 +116,6 @@ def summary_columns(name: str, mean: np.ndarray, draws: np.ndarray,
         columns[lo] = np.quantile(draws, 0.5 - lv / 200, axis=0)
         columns[hi] = np.quantile(draws, 0.5 + lv / 200, axis=0)
     return columns
-
-
-def model_time_per_unit(axis: TimeAxis, per: object = None, name: str = "per"
-                        ) -> float:
-    """Model time units in one ``per`` of the user's time on ``axis`` (the unit of rates and
-    of event-time densities).
-
-    Parameters
-    ----------
-    axis : TimeAxis
-        The fitted converter's ``time_axis_``.
-    per : number or duration, optional
-        A number for numeric time columns (default 1.0), a duration for datetimes and
-        timedeltas (default one day).
-    name : str
-        The argument named in errors.
-    """
-    if axis.kind == "float":
-        per = 1.0 if per is None else per
-        if isinstance(per, bool) or not isinstance(per, (int, float, np.number)) \
-                or not per > 0:
-            raise ValueError(f"{name} must be a positive number for numeric times; got "
-                             f"{per!r}.")
-        return float(per) / axis.scale
-    if is_plain_number(per):
-        raise TypeError(f"{name} must be a duration such as '1D' or '6h' for "
-                        f"{axis.kind} times; got the plain number {per!r}.")
-    try:
-        nanoseconds = parse_time_unit("1D" if per is None else per, name)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be a positive duration such as '1D' or 'h'; got "
-                         f"{per!r}.") from error
-    return nanoseconds / axis.scale
 
 
 def _check_quantiles(quantiles: object, level: object) -> tuple[list[float], list[float]]:
@@ -400,7 +366,3 @@ class ForecastOutputMixin:
             frame.insert(0, "sample_id", s)
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
-
-    def _model_time_per_unit(self, per: object = None, name: str = "per") -> float:
-        """:func:`model_time_per_unit` on the fitted time axis."""
-        return model_time_per_unit(self.converter_.time_axis_, per, name)

@@ -36,6 +36,7 @@ import torch
 from latode._params import InstanceOf, Interval, Options, Predicate
 from latode.data import IrregularFrameConverter, PackedSeries, UnionBatch
 from latode.data.covariates import CovariateRoles
+from latode.data.times import model_time_per_unit
 from latode.estimators._base import COMMON_CONSTRAINTS, TorchEstimator, resolve_device, seed_from
 from latode.estimators._forecast_output import (
     _FORECAST_REMEDY,
@@ -365,7 +366,8 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         event rates per the user's unit; 0 without a point process)."""
         observed = ~np.isnan(packed.values)
         values_jacobian = float((observed * np.log(self.converter_.scaler_.std)).sum())
-        per_event = 0.0 if packed.events is None else math.log(self._model_time_per_unit())
+        per_event = 0.0 if packed.events is None else math.log(
+            model_time_per_unit(self.converter_.time_axis_))
         return values_jacobian, per_event
 
     # ------------------------------------------------------------- persistence

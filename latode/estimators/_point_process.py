@@ -23,12 +23,12 @@ from latode.data import PackedSeries
 from latode.data.converter import IrregularFrameConverter
 from latode.data.packing import solver_grid
 from latode.data.targets import MAX_MODEL_TIME
+from latode.data.times import model_time_per_unit
 from latode.estimators._base import seed_from, seeded_by
 from latode.estimators._forecast_output import (
     _FORECAST_REMEDY,
     MAX_SOLVE_PAIRS,
     _check_quantiles,
-    model_time_per_unit,
     series_generators,
     summary_columns,
 )

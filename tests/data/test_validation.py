@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from latode.data import IrregularFrameConverter, validate_long_frame
-from latode.data.time_axis import parse_time_unit
+from latode.data.times import parse_time_unit
 
 
 def good_frame():
