@@ -35,6 +35,12 @@ defaults row and the mixture, KDE and true density again (about 25 minutes on on
 takes the tuned CNF's and the planar flow's columns from the results file already written,
 on the same data; each row's ``tuned_and_planar_from`` names the run they come from, and
 the density plots are left as that run drew them.
+
+``--small-moons`` measures what a user fitting a small set meets: ``CNFDensityEstimator
+(random_state=0)`` on 2000 draws of ``make_moons(noise=0.05)`` (seed 0), scored on 1000 others
+(seed 1) beside the BIC-chosen mixture, its fit seconds with ``--threads`` torch threads (run
+it with ``--threads 2`` on an idle two-core machine: a user's fit uses every core). It adds
+its row to the results file already written, under ``small_moons`` (about 3 minutes).
 """
 
 from __future__ import annotations
@@ -46,7 +52,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS_DIR, benchmark_args, map_jobs, print_table, write_results
+from _common import (
+    RESULTS_DIR,
+    benchmark_args,
+    environment,
+    map_jobs,
+    print_table,
+    write_results,
+)
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KernelDensity
@@ -69,6 +82,8 @@ QUICK = dict(n_train=300, n_test=200, train_steps=2, patience_steps=None,
              gmm_max_components=4, defaults_overrides={"max_epochs": 2})
 #: The sets where the defaults should be within 0.02 nats of the mixture.
 DEFAULTS_TARGET_SETS = ("moons", "circles", "8gaussians")
+#: ``--small-moons``: a small set as a user fits it, and the fit time it should stay under.
+SMALL_MOONS = dict(n_train=2000, n_test=1000, fit_budget_s=180.0)
 CNF_SETTINGS = dict(hidden=(64, 64, 64), batch_size=512, learning_rate=5e-3, lr_decay=0.9995,
                     rtol=1e-3, atol=1e-3, eval_rtol=1e-5, eval_atol=1e-5, device="cpu",
                     random_state=0)
@@ -357,6 +372,28 @@ def run_set(task: tuple) -> tuple[dict, dict]:
     return row, grids
 
 
+def small_moons(threads: int) -> dict:
+    """The ``--small-moons`` row: the defaults on 2000 moons, the mixture, and the fit time."""
+    from sklearn.datasets import make_moons
+
+    X_train = make_moons(SMALL_MOONS["n_train"], noise=0.05, random_state=0)[0]
+    X_test = make_moons(SMALL_MOONS["n_test"], noise=0.05, random_state=1)[0]
+    gmm = fit_gmm(X_train, FULL["gmm_max_components"])
+    model = CNFDensityEstimator(random_state=0)
+    started = time.perf_counter()
+    model.fit(X_train)
+    fit_s = time.perf_counter() - started
+    defaults, mixture = model.score_samples(X_test), gmm.score_samples(X_test)
+    difference = defaults - mixture
+    return {**SMALL_MOONS, "noise": 0.05, "threads": threads,
+            "defaults": float(defaults.mean()), "gmm": float(mixture.mean()),
+            "defaults_minus_gmm": float(difference.mean()),
+            "defaults_minus_gmm_se": float(difference.std(ddof=1) / np.sqrt(len(difference))),
+            "gmm_components": int(gmm.n_components), "defaults_fit_s": fit_s,
+            "defaults_epochs": int(model.n_epochs_),
+            "fit_under_180_s": bool(fit_s < SMALL_MOONS["fit_budget_s"])}
+
+
 def main() -> None:
     def extra(parser):
         parser.add_argument("--jobs", type=int, default=1,
@@ -370,7 +407,24 @@ def main() -> None:
                                  "run resumes where it stopped (use a fresh one after "
                                  "changing this script: stored rows are read back as they are)")
 
+        parser.add_argument("--small-moons", action="store_true",
+                            help="fit the defaults on 2000 moons (fit seconds with --threads) "
+                                 "and add that row to the results file already written")
+
     args = benchmark_args(__doc__.splitlines()[0], extra=extra)
+    if args.small_moons:
+        path = RESULTS_DIR / "cnf.json"
+        if not path.exists():
+            raise SystemExit(f"--small-moons adds to {path}: run the full benchmark first.")
+        row = small_moons(args.threads)
+        print_table([row], ["n_train", "threads", "defaults", "gmm", "defaults_minus_gmm",
+                            "defaults_minus_gmm_se", "defaults_fit_s", "fit_under_180_s"],
+                    title="Defaults on 2000 moons (seed 0) scored on 1000 (seed 1)")
+        document = json.loads(path.read_text())
+        document["small_moons"] = {**row, "environment": environment()}
+        path.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"added small_moons to {path}")
+        return
     config = QUICK if args.quick else FULL
     started = time.perf_counter()
     datasets = [(name, make_toy2d(name, config["n_train"], random_state=100),
