@@ -186,9 +186,11 @@ def union_against_per_series(solver: str, repeats: int) -> list[dict]:
     from latode._numerics import count_nfe, reset_nfe
     from latode.data import IrregularFrameConverter
 
-    packed = IrregularFrameConverter().fit_pack(make_frame(BATCH_SIZE, seed=1))
+    converter = IrregularFrameConverter()
+    packed = converter.fit_pack(make_frame(BATCH_SIZE, seed=1))
     estimator = LatentODEForecaster(solver=solver, random_state=0, verbose=0,
                                     **MODELS["latent-ode"][1])
+    estimator.converter_ = converter  # the module's shapes follow the fitted frame's roles
     torch.manual_seed(0)
     module = estimator._build_module(packed.n_channels)
     layouts = {"union grid (1 solve)": [packed.union_batch(np.arange(packed.n_series))],
