@@ -101,8 +101,9 @@ class LatentODEForecaster(BaseForecaster):
         The per-series level each channel is modelled relative to: its last value in the
         context, the mean of its context values, or none (the population's mean). The encoder
         also reads the level, so the dynamics can still depend on it. With ``"last"`` a
-        forecast starts exactly at each channel's last observed value and the model learns
-        how series move on from there.
+        forecast starts exactly at each channel's last observed value (a channel the series
+        has not shown yet, at the population's mean) and the model learns how series move on
+        from there.
     clock : bool, default=False
         Give the dynamics and the decoder each series' age, the time since its first row
         (admission, enrolment, planting), so that the model can learn how series evolve with

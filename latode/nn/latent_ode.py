@@ -8,8 +8,9 @@ or ``"mean"``) the model works relative to each series' own level: the encoder r
 minus that level and the decoder's output is added to it, so a series' forecast starts from
 where that series is, not from where the population is (instance normalisation, as RevIN).
 With ``level="last"`` the decoder's output is also counted from its value at the origin: the
-mean at the origin is the last observed value itself, and the model learns only how a series
-moves away from where it was last seen.
+mean at the origin is the last observed value itself (the population's mean for a channel
+the series has not shown yet), and the model learns only how a series moves away from where
+it was last seen.
 """
 
 from __future__ import annotations
@@ -137,8 +138,8 @@ class LatentContext:
     level : Tensor, shape (batch, channels)
         The level the decoder's output is added to (zeros without a context level).
     anchored : Tensor, shape (batch, channels)
-        1 where the decoder's output is counted from its value at the origin (channels with a
-        last observed value, under ``level="last"``), else 0.
+        1 where the decoder's output is counted from its value at the origin (every channel,
+        under ``level="last"``), else 0.
     controls : ControlSchedule or None
         The known inputs the latent dynamics follow from the origin on (and before it).
     """
@@ -234,7 +235,11 @@ class LatentODE(nn.Module):
         with warnings.catch_warnings():
             # A pure point process has no value channel: the decoder's last layer is empty.
             warnings.filterwarnings("ignore", "Initializing zero-element tensors")
-            self.decoder = mlp(state_dim, (width,), n_channels)
+            # The readout starts at zero: each channel starts at its level (the last value,
+            # or the population's mean where a series has not shown the channel) and moves
+            # only as far as its own observations push it. A channel observed in few series
+            # (a yearly lab) would otherwise keep a random readout of z for most of training.
+            self.decoder = mlp(state_dim, (width,), n_channels, zero_last=True)
         if self.dosed:
             self.dose_response = DoseResponse(n_impulse, rates)
             self.dose_amplitude = nn.Linear(latent_dim,
@@ -312,7 +317,11 @@ class LatentODE(nn.Module):
                              "their schedule in covariates.controls.")
         extra = torch.cat(parts, dim=-1) if parts else None
         mu, logvar, origin = self.encoder(times, read_values, read_mask, extra=extra)
-        anchored = seen if self.level == "last" else torch.zeros_like(seen)
+        # Under "last" every channel is counted from the origin, one the series has not shown
+        # too (its level is the population's mean): the readout then always means a change
+        # from the origin, as the observed channels train it. Read as an absolute value for
+        # unseen channels alone, it would be trained by few rows (a lab taken once a stay).
+        anchored = torch.full_like(seen, float(self.level == "last"))
         return LatentContext(mu, logvar, origin, level, anchored, controls)
 
     def decode(self, z: torch.Tensor, context: LatentContext, times: torch.Tensor,
