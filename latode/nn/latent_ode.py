@@ -235,11 +235,7 @@ class LatentODE(nn.Module):
         with warnings.catch_warnings():
             # A pure point process has no value channel: the decoder's last layer is empty.
             warnings.filterwarnings("ignore", "Initializing zero-element tensors")
-            # The readout starts at zero: each channel starts at its level (the last value,
-            # or the population's mean where a series has not shown the channel) and moves
-            # only as far as its own observations push it. A channel observed in few series
-            # (a yearly lab) would otherwise keep a random readout of z for most of training.
-            self.decoder = mlp(state_dim, (width,), n_channels, zero_last=True)
+            self.decoder = mlp(state_dim, (width,), n_channels)
         if self.dosed:
             self.dose_response = DoseResponse(n_impulse, rates)
             self.dose_amplitude = nn.Linear(latent_dim,

@@ -32,18 +32,11 @@ def test_solve_from_goes_backward_and_forward_like_the_exponential():
     torch.testing.assert_close(z[:, 0, 0], expected, rtol=1e-7, atol=1e-9)
 
 
-def model(adjoint=False, encoder="rnn", level=None, trained_readout=True):
-    """A small latent ODE; ``trained_readout`` gives its decoder's last layer (zero when
-    built) random weights, as after training, so that every part of the model shows."""
+def model(adjoint=False, encoder="rnn", level=None):
     torch.manual_seed(0)
     options = SolverOptions(rtol=1e-9, atol=1e-10, adjoint=adjoint)
-    m = LatentODE(2, latent_dim=3, hidden=(8,), encoder=encoder, encoder_hidden=6,
-                  solver=options, level=level).double()
-    if trained_readout:
-        with torch.no_grad():
-            nn.init.normal_(m.decoder[-1].weight, std=0.5)
-            nn.init.normal_(m.decoder[-1].bias, std=0.5)
-    return m
+    return LatentODE(2, latent_dim=3, hidden=(8,), encoder=encoder, encoder_hidden=6,
+                     solver=options, level=level).double()
 
 
 def batch(seed=1):
@@ -288,29 +281,6 @@ def test_the_mean_at_the_origin_is_the_last_value_under_the_last_level(kind):
         assert seen[0, 1] == 0 and (at_origin[:, 0, 1] == 0).all()
     else:
         assert gap.abs().max() > 1e-3
-
-
-@pytest.mark.parametrize("level", ["last", "mean", None])
-def test_an_untrained_model_forecasts_each_channels_level(level):
-    # The readout starts at zero: before training every draw, at every time, forecasts the
-    # series' level, and a channel the series never showed (or any channel without a
-    # context level) its population mean, 0 in standardised units.
-    m = model(encoder="ode-rnn", level=level, trained_readout=False)
-    times, values, mask = batch()
-    mask[0, :, 1] = 0.0  # series 0 never shows channel 1
-    values = values * mask
-    context = m.encode(times, values, mask)
-    future = torch.tensor([1.5, 4.0], dtype=torch.float64)
-    with torch.no_grad():
-        mean = m.decode(torch.randn(3, *context.mu.shape, dtype=torch.float64), context,
-                        torch.cat([times, future]))
-    if level is None:
-        expected = torch.zeros(values.shape[0], values.shape[-1], dtype=torch.float64)
-    else:
-        level_values, seen = context_level(values, mask, level)
-        expected = level_values * seen
-        assert expected[0, 1] == 0.0
-    torch.testing.assert_close(mean, expected[None, :, None, :].expand_as(mean))
 
 
 def test_decoding_only_the_needed_pairs_matches_the_full_decode():
