@@ -15,18 +15,12 @@ half (its window) and are scored on all of it, so training asks for what the tes
 on other spirals. The test spirals' futures are never seen.
 
 Each series gets a row at its window's start (time 0, values NaN) unless it is observed
-there: the latent ODE's z0 lives at a series' first row, and the window start is each
-spiral's origin. Without those rows z0 sat at each spiral's first observation and the latent
-ODE scored 0.169 / 0.142 / 0.085 (30 / 50 / 100 observed points; the RNN, which reads only
-observations, 0.173 / 0.159 / 0.128 either way); with them, on the same data and seed, 0.135
-at 30 points (a development rerun). Before z0 moved to each series' first row it sat at the
-earliest start in its batch, which here was time 0.
+there, so that every spiral's clock starts at its window.
 
-An earlier version trained on the windows alone (``n_extrapolate=0``), as torchdiffeq's example
-does, and read half a window to predict the other half: the latent ODE then forecast 50
-points ahead well (RMSE 0.08 on development spirals) but drifted beyond the horizon it was
-trained on (0.61 at 100 points, 660 epochs). Scoring the 100 points the test asks for fixed
-that (0.19 after 200 epochs, 30 observed points, development spirals).
+Training scores the 100 future points the test asks for: trained on the windows alone (half
+a window read, the other half scored), a latent ODE forecasts 50 points ahead well but
+drifts beyond the horizon it was trained on (RMSE 0.61 at 100 points on development
+spirals, against 0.19 when the 100 points are scored).
 
 Models: :class:`~latode.LatentODEForecaster` with the GRU recognition network of Chen et al.
 and :class:`~latode.RNNForecaster` (GRU-Δt), the same data, epochs and batches. A tenth of the
