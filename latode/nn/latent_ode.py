@@ -137,9 +137,6 @@ class LatentContext:
         Grid time of each series' last read observation, where z lives.
     level : Tensor, shape (batch, channels)
         The level the decoder's output is added to (zeros without a context level).
-    anchored : Tensor, shape (batch, channels)
-        1 where the decoder's output is counted from its value at the origin (every channel,
-        under ``level="last"``), else 0.
     controls : ControlSchedule or None
         The known inputs the latent dynamics follow from the origin on (and before it).
     """
@@ -148,7 +145,6 @@ class LatentContext:
     logvar: torch.Tensor
     origin: torch.Tensor
     level: torch.Tensor
-    anchored: torch.Tensor
     controls: ControlSchedule | None = None
 
 
@@ -210,6 +206,11 @@ class LatentODE(nn.Module):
         self.solver = solver or SolverOptions()
         self.point_process = point_process
         self.level = level
+        # Under "last" every channel is counted from the origin, one the series has not shown
+        # too (its level is the population's mean): the readout then always means a change
+        # from the origin, as the observed channels train it. Read as an absolute value for
+        # unseen channels alone, it would be trained by few rows (a lab taken once a stay).
+        self.anchored = level == "last"
         self.clock = clock
         # With a point process the encoder also reads when events happened (one more input
         # channel): their timing is information about z.
@@ -313,12 +314,7 @@ class LatentODE(nn.Module):
                              "their schedule in covariates.controls.")
         extra = torch.cat(parts, dim=-1) if parts else None
         mu, logvar, origin = self.encoder(times, read_values, read_mask, extra=extra)
-        # Under "last" every channel is counted from the origin, one the series has not shown
-        # too (its level is the population's mean): the readout then always means a change
-        # from the origin, as the observed channels train it. Read as an absolute value for
-        # unseen channels alone, it would be trained by few rows (a lab taken once a stay).
-        anchored = torch.full_like(seen, float(self.level == "last"))
-        return LatentContext(mu, logvar, origin, level, anchored, controls)
+        return LatentContext(mu, logvar, origin, level, controls)
 
     def decode(self, z: torch.Tensor, context: LatentContext, times: torch.Tensor,
                needed: torch.Tensor | None = None) -> torch.Tensor:
@@ -350,10 +346,11 @@ class LatentODE(nn.Module):
     def _means(self, path: torch.Tensor, state: torch.Tensor, context: LatentContext,
                needed: torch.Tensor | None, times: torch.Tensor) -> torch.Tensor:
         """Channel means (samples, batch, T, channels) on a solved ``path`` from ``state``
-        at the origins: the decoder's output, counted from its value at the origin where the
-        context is anchored, plus the level (zeros outside ``needed``)."""
-        at_origin = self.decoder(self._decoded(state)) * context.anchored
-        offset = context.level.unsqueeze(0) - at_origin  # (samples, batch, channels)
+        at the origins: the decoder's output (counted from its value at the origin under
+        ``level="last"``) plus the level (zeros outside ``needed``)."""
+        offset = context.level.unsqueeze(0)  # (samples, batch, channels)
+        if self.anchored:
+            offset = offset - self.decoder(self._decoded(state))
         means = _at_pairs(lambda z, b: self.decoder(self._decoded(z)) + offset[:, b], path,
                           needed)
         if self.dosed:
@@ -365,7 +362,7 @@ class LatentODE(nn.Module):
                      needed: torch.Tensor | None) -> torch.Tensor:
         """The doses' response (samples, batch, T, channels) at the ``needed`` pairs: each
         series' compartment curves weighted by amplitudes its latent state ``z`` at the
-        origin sets (counted from the origin where the context is anchored)."""
+        origin sets (counted from the origin under ``level="last"``)."""
         samples, batch = z.shape[:2]
         response = self.dose_response
         amplitude = self.dose_amplitude(z).view(samples, batch, -1, response.n_features)
@@ -374,10 +371,11 @@ class LatentODE(nn.Module):
         series, time = needed.nonzero(as_tuple=True)
         curves = response(times[time], context.controls.of_series(series))  # (pairs, F)
         effect = (amplitude[:, series] * curves.unsqueeze(1)).sum(-1)
-        at_origin = (amplitude * response(context.origin.to(z), context.controls)
-                     .unsqueeze(1)).sum(-1) * context.anchored
         out = effect.new_zeros((samples, batch, len(times), effect.shape[-1]))
-        out[:, series, time] = effect - at_origin[:, series]
+        if self.anchored:
+            effect = effect - (amplitude * response(context.origin.to(z), context.controls)
+                               .unsqueeze(1)).sum(-1)[:, series]
+        out[:, series, time] = effect
         return out
 
     def _state(self, z: torch.Tensor, context: LatentContext) -> torch.Tensor:

@@ -137,8 +137,7 @@ def test_the_dose_effect_is_linear_in_the_doses():
 
     def effect(impulses):
         context = LatentContext(z[0], z[0], torch.tensor([0.5, 0.4]), torch.zeros(2, 1),
-                                torch.ones(2, 1), ControlSchedule(schedule.times,
-                                                                  schedule.steps, impulses))
+                                ControlSchedule(schedule.times, schedule.steps, impulses))
         return module._dose_effect(z, context, times, None)
 
     once = effect(schedule.impulses)

@@ -159,7 +159,6 @@ def test_augmented_solve_leaves_the_trajectory_unchanged_and_integrates_the_rate
     z0 = torch.randn(2, 3, 3, dtype=torch.float64)
     # Every series' state at time 0, without a level: Λ then runs from 0.
     context = LatentContext(z0[0], z0[0], torch.zeros(3, dtype=torch.float64),
-                            torch.zeros(3, 2, dtype=torch.float64),
                             torch.zeros(3, 2, dtype=torch.float64))
     with torch.no_grad():
         means, log_rate, cumulative = model.decode_with_intensity(z0, context, times)
