@@ -1,5 +1,6 @@
 """Speed of the forecasters: epochs against distinct timestamps, overhead against a plain
-torch loop, bulk ``predict`` and the ``latode predict`` command.
+torch loop, bulk ``predict``, the ``latode predict`` command, where a default fit's time goes
+and time to a given forecast error.
 
 Part 1 fits on 100 series of 5 observations each (500 values) whose times are drawn from a
 pool of K evenly spaced values in [0, 100] (5 distinct per series, sorted), K = 10, 100, 1000,
@@ -52,11 +53,23 @@ ODE module's ``encode`` and ``decode`` (the forward ODE solve and the decoder), 
 optimisation steps and the dynamics' function evaluations per forward solve say why a step
 costs what it does. The demo's target is a latent ODE fit under 15 s.
 
+Part 7 measures time to a given forecast error on spirals (``benchmarks/spirals.py``'s task:
+300 training spirals of 30 noisy points and their 100 future points, 100 test spirals whose
+noise-free futures are forecast from their windows). ``LatentODEForecaster(random_state=0,
+verbose=0)``, nothing else set, is evaluated every 20 epochs (100 steps) by resuming its fit
+from a checkpoint; its training seconds are the sum of its epochs' times (validation and the
+weight average included). The plain loop trains the same module from the same initial
+weights for the same number of steps, on all 300 spirals (the estimator holds 60 out for
+validation) in shuffled batches of the same size, with Adam at a constant 1e-2 and no weight
+average, and is evaluated every 100 steps. Evaluation is not timed. Reported: for each error
+(RMSE against the noise-free future), the training seconds each runner needed to first reach
+it; the target is an estimator no slower than the plain loop.
+
 Fit time against the number of series (1k, 10k, 100k) and peak memory are not measured here:
 ``benchmarks/scale.py`` measures them (``benchmarks/results/scale.json``).
 
 Everything runs in one process, one torch thread unless ``--threads``; ratios are measured
-side by side in the same run. ``python benchmarks/speed.py`` (a few minutes) or ``--quick``
+side by side in the same run. ``python benchmarks/speed.py`` (about 12 minutes) or ``--quick``
 (< 1 min smoke run, one repeat, smaller sizes).
 """
 
@@ -78,11 +91,15 @@ from _common import benchmark_args, median, print_table, ratio, write_results
 FULL = dict(pools=(10, 100, 1000, 10_000), repeats=5, decode_repeats=20, loop_steps=100,
             loop_repeats=3, predict_fit_series=1000, predict_series=20_000,
             predict_repeats=3, cli_series=100, cli_repeats=3, real_epochs=4,
-            physionet_records=300, demo_max_patient=None, demo_fit={})
+            physionet_records=300, demo_max_patient=None, demo_fit={},
+            spirals=dict(n_train=300, n_test=100, n_observed=30, eval_epochs=20, max_epochs=300,
+                         errors=(0.5, 0.4, 0.35, 0.33, 0.32)))
 QUICK = dict(pools=(10, 10_000), repeats=1, decode_repeats=3, loop_steps=10, loop_repeats=1,
              predict_fit_series=200, predict_series=2000, predict_repeats=1, cli_series=100,
              cli_repeats=1, real_epochs=2, physionet_records=40,
-             demo_max_patient=30, demo_fit={"max_epochs": 3})
+             demo_max_patient=30, demo_fit={"max_epochs": 3},
+             spirals=dict(n_train=40, n_test=10, n_observed=30, eval_epochs=2, max_epochs=4,
+                          errors=(0.5,)))
 N_SERIES, N_OBS, BATCH_SIZE, MAX_EPOCHS = 100, 5, 50, 3
 COMMON = dict(random_state=0, verbose=0, batch_size=BATCH_SIZE, patience=None,
               validation_fraction=0.0)
@@ -233,35 +250,41 @@ def plain_module(estimator, n_channels: int):
     return module
 
 
-def plain_steps(module, batch, steps: int) -> tuple[list[float], list[float]]:
-    """Seconds and forward NFE of ``steps`` Adam steps after one warm-up step."""
+def plain_step(module, optimizer, batch) -> tuple[float, int]:
+    """One Adam step of the extrapolation loss on ``batch``, written directly with torch:
+    seconds and forward NFE."""
     from latode._numerics import count_nfe, reset_nfe
 
     times, values, mask = batch.times, batch.values, batch.mask
-    optimizer = torch.optim.Adam(module.parameters(), lr=1e-2)
+    reset_nfe(module)
+    start = time.perf_counter()
     seen = mask.sum(-1) > 0
     grid = times.expand_as(seen)
     first = torch.where(seen, grid, math.inf).amin(-1, keepdim=True)
     last = torch.where(seen, grid, -math.inf).amax(-1, keepdim=True)
-    n_values = mask.sum().clamp(min=1.0)
-    seconds, nfe = [], []
+    fraction = 0.5 + 0.5 * torch.rand(first.shape)  # the encoder reads a random prefix
+    rows = (grid <= first + fraction * (last - first)).to(mask)
     module.train()
+    bound, _ = module.elbo(times, values, mask, enc_mask=mask * rows.unsqueeze(-1),
+                           window=batch.present)
+    loss = -bound.sum() / mask.sum().clamp(min=1.0)
+    forward = count_nfe(module)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+    optimizer.step()
+    float(loss.detach())
+    return time.perf_counter() - start, forward
+
+
+def plain_steps(module, batch, steps: int) -> tuple[list[float], list[float]]:
+    """Seconds and forward NFE of ``steps`` Adam steps after one warm-up step."""
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-2)
+    seconds, nfe = [], []
     for step in range(steps + 1):
-        reset_nfe(module)
-        start = time.perf_counter()
-        fraction = 0.5 + 0.5 * torch.rand(first.shape)  # the encoder reads a random prefix
-        rows = (grid <= first + fraction * (last - first)).to(mask)
-        bound, _ = module.elbo(times, values, mask, enc_mask=mask * rows.unsqueeze(-1),
-                               window=batch.present)
-        loss = -bound.sum() / n_values
-        forward = count_nfe(module)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-        optimizer.step()
-        float(loss.detach())
+        step_s, forward = plain_step(module, optimizer, batch)
         if step:  # the first step is a warm-up, as the estimator's first epoch
-            seconds.append(time.perf_counter() - start)
+            seconds.append(step_s)
             nfe.append(forward)
     return seconds, nfe
 
@@ -505,6 +528,94 @@ def demo_fit_profile(setup: dict) -> list[dict]:
              "other_s": fit_s - sum(seconds.values()), "target_fit_s": 15.0}]
 
 
+# ------------------------------------------------------------------ part 7
+def _spiral_rmse(model, test) -> float:
+    from spirals import forecast_errors
+
+    return forecast_errors(model, *test)["rmse_vs_truth"]
+
+
+def _first_time_within(trajectory: list[dict], error: float) -> float | None:
+    """Training seconds at the first evaluation whose error is at most ``error``."""
+    return next((point["train_s"] for point in trajectory if point["rmse"] <= error), None)
+
+
+def time_to_spiral_error(setup: dict) -> tuple[list[dict], list[dict]]:
+    """The estimator with defaults and the plain loop on the same spirals: test error against
+    training seconds, and the seconds each needs to reach given errors."""
+    import copy
+
+    import latode
+    from latode.estimators._schedule import AUTO, training_plan
+    from spirals import spiral_frames, training_spirals
+
+    config = setup["spirals"]
+    train = training_spirals(config["n_train"], config["n_observed"], seed=0)
+    test = spiral_frames(config["n_test"], config["n_observed"], seed=1)
+    # What "auto" resolves to for the estimator's training series (a fifth are held out).
+    plan = training_plan(round(0.8 * config["n_train"]), AUTO, AUTO, AUTO)
+    max_epochs = min(plan.max_epochs, config["max_epochs"])
+
+    path = []
+    with tempfile.TemporaryDirectory() as folder:
+        epochs = config["eval_epochs"]
+        while True:
+            # Resumed from its checkpoint each time: the same fit as one uninterrupted run
+            # (its learning rate is constant), evaluated every eval_epochs epochs.
+            estimator = latode.LatentODEForecaster(random_state=0, verbose=0,
+                                                   max_epochs=epochs)
+            estimator.fit(train, checkpoint_dir=folder)
+            history = estimator.history_
+            path.append({"runner": "estimator.fit", "steps": None, "epochs": len(history),
+                         "train_s": sum(h["epoch_time"] for h in history),
+                         "rmse": _spiral_rmse(estimator, test)})
+            print(f"  estimator: epoch {len(history)}, {path[-1]['train_s']:.0f} s, "
+                  f"rmse {path[-1]['rmse']:.3f}", flush=True)
+            if len(history) < epochs or epochs >= max_epochs:  # stopped early, or done
+                break
+            epochs = min(epochs + config["eval_epochs"], max_epochs)
+    steps_per_epoch = math.ceil(round(0.8 * config["n_train"]) / plan.batch_size)
+    for point in path:
+        point["steps"] = point["epochs"] * steps_per_epoch
+    total_steps = path[-1]["steps"]
+    every = config["eval_epochs"] * steps_per_epoch
+
+    # The plain loop: the same module and initial weights, every training spiral (none held
+    # out), shuffled batches of the estimator's size, Adam at a constant 1e-2, no weight
+    # average; evaluated (untimed) through a copy of the fitted estimator.
+    probe = copy.deepcopy(estimator)
+    packed = estimator.converter_.pack(train)
+    module = plain_module(estimator, packed.n_channels)
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-2)
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    train_s, steps = 0.0, 0
+    while steps < total_steps:
+        order = torch.randperm(packed.n_series, generator=generator).numpy()
+        for batch in packed.union_batches(order, plan.batch_size):
+            train_s += plain_step(module, optimizer, batch)[0]
+            steps += 1
+            if steps % every == 0 or steps == total_steps:
+                probe.module_.load_state_dict(module.state_dict())
+                path.append({"runner": "plain torch loop", "steps": steps, "epochs": None,
+                             "train_s": train_s, "rmse": _spiral_rmse(probe, test)})
+                print(f"  plain loop: step {steps}, {train_s:.0f} s, "
+                      f"rmse {path[-1]['rmse']:.3f}", flush=True)
+            if steps == total_steps:
+                break
+
+    runs = {runner: [p for p in path if p["runner"] == runner]
+            for runner in ("estimator.fit", "plain torch loop")}
+    reached = []
+    for error in config["errors"]:
+        estimator_s = _first_time_within(runs["estimator.fit"], error)
+        plain_s = _first_time_within(runs["plain torch loop"], error)
+        reached.append({"rmse_at_most": error, "estimator_s": estimator_s, "plain_s": plain_s,
+                        "ratio_vs_plain": (None if estimator_s is None or plain_s is None
+                                           else ratio(estimator_s, plain_s))})
+    return path, reached
+
+
 def main() -> None:
     args = benchmark_args(__doc__.splitlines()[0])
     setup = QUICK if args.quick else FULL
@@ -547,6 +658,11 @@ def main() -> None:
                        "validation_s", "other_s"],
                 title="part 6: a whole default fit on make demo's patients, where it goes")
 
+    spiral_path, spiral_reached = time_to_spiral_error(setup)
+    print_table(spiral_reached, ["rmse_at_most", "estimator_s", "plain_s", "ratio_vs_plain"],
+                title="part 7: training seconds to a spiral forecast error, estimator with "
+                      "defaults against a plain torch loop")
+
     total_s = time.perf_counter() - started
     path = write_results(__file__, {
         "note": NOTE, "run_s": total_s, "setup": setup,
@@ -554,6 +670,7 @@ def main() -> None:
         "epochs_against_timestamps": epochs, "growth": growth,
         "overhead_against_plain_loop": overhead, "predict": predict, "cli_predict": cli,
         "real_frames": real, "demo_fit": demo,
+        "spiral_error_path": spiral_path, "time_to_spiral_error": spiral_reached,
         "scale": "fit time against the number of series and peak memory: scale.json",
     }, quick=args.quick)
     print(f"wrote {path} ({total_s / 60:.1f} min)")

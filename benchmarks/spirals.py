@@ -44,6 +44,7 @@ from _common import benchmark_args, map_jobs, median, print_table, stopwatch, wr
 
 from latode._numerics import count_nfe, reset_nfe
 from latode.datasets import make_spirals
+from latode.estimators._schedule import prediction_chunk
 from latode.estimators.latent_ode import LatentODEForecaster
 from latode.estimators.rnn import RNNForecaster
 
@@ -109,7 +110,7 @@ def forecast_errors(model, observed, future, truth_future) -> dict:
     reset_nfe(module)
     with stopwatch() as elapsed:
         forecast = model.predict(observed, timestamps=targets, quantiles=None, n_samples=16)
-    n_solves = math.ceil(observed["unique_id"].nunique() / int(model.batch_size))
+    n_solves = math.ceil(observed["unique_id"].nunique() / prediction_chunk(model.batch_size))
     keys = ["unique_id", "ds"]
     joined = forecast.merge(truth_future, on=keys, suffixes=("", "_true")).merge(
         future, on=keys, suffixes=("", "_noisy"))
