@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from latode._numerics import count_nfe, reset_nfe, solver_error_from
 from latode.exceptions import (
@@ -45,9 +45,48 @@ from latode.training.checkpoint import (
     read_checkpoint,
 )
 
-__all__ = ["Trainer", "CHECKPOINT_NAME"]
+__all__ = ["Trainer", "CHECKPOINT_NAME", "ema_with_warmup"]
 BatchLoss = Callable[[nn.Module, Any, int],
                      "torch.Tensor | tuple[torch.Tensor, dict[str, float]]"]
+
+
+def ema_with_warmup(decay: float) -> Callable:
+    """An exponential moving average of the weights whose decay warms up to ``decay``.
+
+    The n-th update (n = 1, 2, ...: the averages taken so far) uses the decay
+    ``min(decay, n / (n + 9))``, as TensorFlow's ``ExponentialMovingAverage`` with
+    ``num_updates``: an average that starts at the first weights with the full decay lags
+    about ``1 / (1 - decay)`` steps behind training (100 steps at 0.99), so early in a fit
+    it holds weights from before most of the progress. With the warm-up the average follows
+    closely at first and reaches the full decay after ``9 decay / (1 - decay)`` updates
+    (891 at 0.99).
+
+    Parameters
+    ----------
+    decay : float in (0, 1)
+
+    Returns
+    -------
+    callable
+        ``update(averaged, current, n_averaged)`` for ``AveragedModel(multi_avg_fn=...)``.
+
+    Examples
+    --------
+    >>> average, weight = [torch.zeros(1)], [torch.ones(1)]
+    >>> ema_with_warmup(0.99)(average, weight, torch.tensor(1))  # decay 1/10
+    >>> average[0]
+    tensor([0.9000])
+    """
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor],
+               n_averaged: torch.Tensor) -> None:
+        n = float(n_averaged)
+        step_decay = min(decay, n / (n + 9.0))
+        for average, weight in zip(averaged, current, strict=True):
+            average.lerp_(weight, 1.0 - step_decay)
+
+    return update
 
 
 class Trainer:
@@ -86,8 +125,9 @@ class Trainer:
         steps, is left alone).
     ema_decay : float in (0, 1) or None
         Keep an exponential moving average of the weights, updated after every step with
-        this decay (torch's :class:`~torch.optim.swa_utils.AveragedModel`): validation, early
-        stopping and the weights ``fit`` ends with use the average. With few series a step
+        this decay (torch's :class:`~torch.optim.swa_utils.AveragedModel`; warmed up, see
+        :func:`ema_with_warmup`): validation, early stopping and the weights ``fit`` ends
+        with use the average. With few series a step
         moves the weights far, and forecasts from consecutive epochs' weights differ more
         than their validation scores tell; the average removes that lottery. ``None``: the
         last weights.
@@ -149,7 +189,7 @@ class Trainer:
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1) or None; got {ema_decay!r}.")
         self.averaged = None if ema_decay is None else AveragedModel(
-            module, multi_avg_fn=get_ema_multi_avg_fn(float(ema_decay)))
+            module, multi_avg_fn=ema_with_warmup(float(ema_decay)))
         self.callbacks = list(callbacks)
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.checkpoint_tag = checkpoint_tag or {}

@@ -265,13 +265,15 @@ class RecordsWeights(Callback):
 
 def test_weight_average_follows_the_exponential_moving_average_of_the_steps():
     record = RecordsWeights()
-    trainer = make_trainer(max_epochs=2, ema_decay=0.7, validate=None, callbacks=[record])
+    trainer = make_trainer(max_epochs=4, ema_decay=0.5, validate=None, callbacks=[record])
     trainer.fit()
-    assert len(record.steps) == 8
-    # The first step's weights start the average; each later one moves it by 30%.
+    assert len(record.steps) == 16
+    # The first step's weights start the average; the n-th later one moves it by
+    # 1 - min(0.5, n / (n + 9)): the decay warms up to 0.5, reached at n = 9.
     expected = dict(record.steps[0])
-    for weights in record.steps[1:]:
-        expected = {k: 0.7 * expected[k] + 0.3 * weights[k] for k in expected}
+    for n, weights in enumerate(record.steps[1:], start=1):
+        decay = min(0.5, n / (n + 9))
+        expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in expected}
     for name, value in trainer.module.state_dict().items():  # fit ends on the average
         torch.testing.assert_close(value, expected[name])
     assert not torch.equal(trainer.module.weight, record.steps[-1]["weight"])
