@@ -107,8 +107,9 @@ class CNFDensityEstimator(FlowDensityEstimator):
         Floor of that decay.
     ema_decay : float in (0, 1) or None, default=0.99
         Validate, early-stop and end with an exponential moving average of the weights over
-        roughly the last ``1 / (1 - ema_decay)`` optimisation steps (as the forecasters do):
-        a flow's held-out likelihood moves from step to step by more than the differences
+        roughly the last ``1 / (1 - ema_decay)`` optimisation steps, as the forecasters do
+        (fewer early in a fit: the decay warms up to ``ema_decay``, see
+        :func:`~latode.training.trainer.ema_with_warmup`). A flow's held-out likelihood moves from step to step by more than the differences
         early stopping chooses between, and the average steadies it. ``None``: the last
         weights.
 

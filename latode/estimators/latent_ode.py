@@ -83,7 +83,9 @@ class LatentODEForecaster(BaseForecaster):
         Floor of that decay (Rubanova et al.: ``learning_rate / 10``).
     ema_decay : float in (0, 1) or None, default=0.99
         Validate, early-stop and end with an exponential moving average of the weights over
-        roughly the last ``1 / (1 - ema_decay)`` optimisation steps. With few series one step
+        roughly the last ``1 / (1 - ema_decay)`` optimisation steps (fewer early in a fit:
+        the decay warms up to ``ema_decay``, see
+        :func:`~latode.training.trainer.ema_with_warmup`). With few series one step
         moves the weights far and forecasts from one epoch to the next differ more than their
         validation scores show; the average steadies them. ``None``: the last weights.
     kl_warmup : int, default=0
