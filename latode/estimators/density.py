@@ -109,9 +109,9 @@ class CNFDensityEstimator(FlowDensityEstimator):
         Validate, early-stop and end with an exponential moving average of the weights over
         roughly the last ``1 / (1 - ema_decay)`` optimisation steps, as the forecasters do
         (fewer early in a fit: the decay warms up to ``ema_decay``, see
-        :func:`~latode.training.trainer.ema_with_warmup`). A flow's held-out likelihood moves from step to step by more than the differences
-        early stopping chooses between, and the average steadies it. ``None``: the last
-        weights.
+        :func:`~latode.training.trainer.ema_with_warmup`). A flow's held-out likelihood
+        moves from step to step by more than the differences early stopping chooses
+        between, and the average steadies it. ``None``: the last weights.
 
     Notes
     -----
