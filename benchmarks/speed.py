@@ -545,9 +545,10 @@ def time_to_spiral_error(setup: dict) -> tuple[list[dict], list[dict]]:
     training seconds, and the seconds each needs to reach given errors."""
     import copy
 
+    from spirals import spiral_frames, training_spirals
+
     import latode
     from latode.estimators._schedule import AUTO, training_plan
-    from spirals import spiral_frames, training_spirals
 
     config = setup["spirals"]
     train = training_spirals(config["n_train"], config["n_observed"], seed=0)
