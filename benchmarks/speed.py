@@ -561,7 +561,8 @@ def time_to_spiral_error(setup: dict) -> tuple[list[dict], list[dict]]:
     train = training_spirals(config["n_train"], config["n_observed"], seed=0)
     test = spiral_frames(config["n_test"], config["n_observed"], seed=1)
     # What "auto" resolves to for the estimator's training series (a fifth are held out).
-    plan = training_plan(round(0.8 * config["n_train"]), AUTO, AUTO, AUTO)
+    n_fit = round(0.8 * config["n_train"])
+    plan = training_plan(n_fit, AUTO, AUTO, AUTO)
     max_epochs = min(plan.max_epochs, config["max_epochs"])
 
     path = []
@@ -582,7 +583,7 @@ def time_to_spiral_error(setup: dict) -> tuple[list[dict], list[dict]]:
             if len(history) < epochs or epochs >= max_epochs:  # stopped early, or done
                 break
             epochs = min(epochs + config["eval_epochs"], max_epochs)
-    steps_per_epoch = math.ceil(round(0.8 * config["n_train"]) / plan.batch_size)
+    steps_per_epoch = math.ceil(n_fit / plan.batch_size)
     for point in path:
         point["steps"] = point["epochs"] * steps_per_epoch
     total_steps = path[-1]["steps"]
