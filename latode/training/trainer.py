@@ -127,10 +127,9 @@ class Trainer:
         Keep an exponential moving average of the weights, updated after every step with
         this decay (torch's :class:`~torch.optim.swa_utils.AveragedModel`; warmed up, see
         :func:`ema_with_warmup`): validation, early stopping and the weights ``fit`` ends
-        with use the average. With few series a step
-        moves the weights far, and forecasts from consecutive epochs' weights differ more
-        than their validation scores tell; the average removes that lottery. ``None``: the
-        last weights.
+        with use the average. With few series a step moves the weights far, and forecasts
+        from consecutive epochs' weights differ more than their validation scores tell; the
+        average removes that lottery. ``None``: the last weights.
     callbacks : sequence of Callback
     checkpoint_dir : path or None
         Write ``checkpoint.pt`` there atomically after every epoch (keeping the one before

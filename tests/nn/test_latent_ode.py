@@ -251,7 +251,7 @@ def test_a_context_level_makes_the_model_shift_with_the_series():
     m = model(level="last")
     times, values, mask = batch()
     context = m.encode(times, values, mask)
-    level, seen = context_level(values, mask, "last")
+    level, _ = context_level(values, mask, "last")
     torch.testing.assert_close(context.level, level)
     assert m.anchored
     with torch.no_grad():
