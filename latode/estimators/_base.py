@@ -171,6 +171,9 @@ class TorchEstimator(BaseEstimator):
     #: Parameters earlier versions took and this estimator no longer has; files saved with
     #: them still load (they changed nothing, so nothing is lost by dropping them).
     _retired_parameters: tuple[str, ...] = ()
+    #: Parameters added since files were first saved, each with the value that reproduces
+    #: what a file saved without it was fitted with.
+    _added_parameters: dict[str, Any] = {}
 
     # ----------------------------------------------------------- fit helpers
     def _fit_seed(self, checkpoint_dir: str | os.PathLike | None) -> int:
@@ -410,8 +413,9 @@ class TorchEstimator(BaseEstimator):
                 f"{str(path)!r} has format version {payload.get('format_version')!r}; this "
                 f"latode reads version {FORMAT_VERSION}. Save the model again with this version."
             )
-        params = {name: value for name, value in payload["params"].items()
-                  if name not in cls._retired_parameters}
+        params = {**cls._added_parameters,
+                  **{name: value for name, value in payload["params"].items()
+                     if name not in cls._retired_parameters}}
         if device is not None:
             params["device"] = device
         estimator = cls(**params)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from latode._numerics import SolverOptions
-from latode._params import InstanceOf, Interval, Options
+from latode._params import InstanceOf, Interval, Options, Predicate
 from latode.estimators._base import SCHEDULE_CONSTRAINTS, seeded_by
 from latode.estimators._covariates import covariate_shapes, initialise_dose_rates
 from latode.estimators._forecaster import FORECASTER_CONSTRAINTS, BaseForecaster
@@ -14,6 +14,11 @@ from latode.nn.latent_ode import LEVELS, Covariates, LatentODE
 from latode.nn.point_process import initialise_rate
 
 __all__ = ["LatentODEForecaster"]
+
+
+def _is_slope_points(value: object) -> bool:
+    """0 (no slope) or an int of at least 2 (a line needs two points)."""
+    return isinstance(value, int) and not isinstance(value, bool) and (value == 0 or value >= 2)
 
 
 class LatentODEForecaster(BaseForecaster):
@@ -106,6 +111,11 @@ class LatentODEForecaster(BaseForecaster):
         forecast starts exactly at each channel's last observed value (a channel the series
         has not shown yet, at the population's mean) and the model learns how series move on
         from there.
+    slope_points : int, default=4
+        The encoder also reads each channel's recent trend: the slope of a least-squares line
+        through its last ``slope_points`` values in the context (as the straight-line
+        baseline draws it), so that a series' own trend, like its level, need not be inferred
+        from the population's. 0 reads none (the papers' model, with ``level=None``).
     clock : bool, default=False
         Give the dynamics and the decoder each series' age, the time since its first row
         (admission, enrolment, planting), so that the model can learn how series evolve with
@@ -174,8 +184,10 @@ class LatentODEForecaster(BaseForecaster):
         "kl_warmup": [Interval(int, 0, None)],
         "observation_std": [InstanceOf(type(None)), Interval(float, 0, None, closed="neither")],
         "level": [Options(LEVELS)],
+        "slope_points": [Predicate(_is_slope_points, "0, or an int >= 2")],
         "clock": [InstanceOf(bool)],
     }
+    _added_parameters = {"slope_points": 0}
 
     def __init__(self, latent_dim=8, hidden=(64, 64), encoder="ode-rnn", encoder_hidden=32,
                  encoder_solver="euler", n_iwae_samples=1, *, objective="extrapolate",
@@ -183,7 +195,8 @@ class LatentODEForecaster(BaseForecaster):
                  solver="dopri5", rtol=1e-3, atol=1e-4, adjoint=False, step_size=None,
                  max_num_steps=2000, max_epochs="auto", batch_size="auto", learning_rate=1e-2,
                  lr_decay=1.0, min_learning_rate=0.0, ema_decay=0.99, kl_warmup=0,
-                 observation_std=None, level="last", clock=False, weight_decay=0.0,
+                 observation_std=None, level="last", slope_points=4, clock=False,
+                 weight_decay=0.0,
                  grad_clip=1.0, patience="auto", validation_fraction=0.2, id_col="unique_id",
                  time_col="ds", target_cols=None, past_covariates=None,
                  future_covariates=None, impulse_covariates=None, time_scale=None,
@@ -213,6 +226,7 @@ class LatentODEForecaster(BaseForecaster):
         self.kl_warmup = kl_warmup
         self.observation_std = observation_std
         self.level = level
+        self.slope_points = slope_points
         self.clock = clock
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
@@ -238,7 +252,8 @@ class LatentODEForecaster(BaseForecaster):
             point_process=bool(self.point_process),
             observation_std=None if self.observation_std is None
             else float(self.observation_std),
-            level=self.level, clock=bool(self.clock), **covariate_shapes(self.converter_),
+            level=self.level, slope_points=int(self.slope_points), clock=bool(self.clock),
+            **covariate_shapes(self.converter_),
         )
 
     def _module_solvers(self, *, predicting: bool = False) -> dict[str, SolverOptions]:

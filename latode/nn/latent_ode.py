@@ -35,7 +35,8 @@ from latode.nn.point_process import (
     poisson_log_likelihood,
 )
 
-__all__ = ["LEVELS", "Covariates", "LatentContext", "LatentODE", "context_level"]
+__all__ = ["LEVELS", "Covariates", "LatentContext", "LatentODE", "context_level",
+           "context_slope"]
 
 
 def _at_pairs(function, path: torch.Tensor, needed: torch.Tensor | None) -> torch.Tensor:
@@ -94,6 +95,55 @@ def context_level(values: torch.Tensor, mask: torch.Tensor, kind: str | None
     last = (mask * position.view(1, -1, 1)).argmax(1, keepdim=True)  # last read row
     return values.gather(1, last).squeeze(1) * seen, seen
 
+
+
+def context_slope(times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
+                  n_points: int) -> torch.Tensor:
+    """Each series' recent trend per channel: the least-squares slope of its last
+    ``n_points`` read values against time, squashed by ``asinh``.
+
+    A series' own trend is, like its level, a statistic of its context that the population
+    does not share (one chick grows twice as fast as another); the encoder reads it beside the
+    level. ``asinh`` keeps the slope's sign and is close to it near zero, but grows only
+    logarithmically, so that points close together in time (a steep slope per unit of model
+    time) cannot saturate the encoder's head.
+
+    Parameters
+    ----------
+    times : Tensor, shape (grid,)
+    values, mask : Tensor, shape (batch, grid, channels)
+    n_points : int
+        How many of each channel's last read values the line goes through (at least 2).
+
+    Returns
+    -------
+    Tensor, shape (batch, channels)
+        ``asinh(slope)`` in values' units per time unit; zero for a channel read fewer than
+        twice.
+
+    Examples
+    --------
+    >>> t = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    >>> v = torch.tensor([[[9.0], [0.0], [1.0], [2.0]]]); m = torch.ones(1, 4, 1)
+    >>> torch.sinh(context_slope(t, v, m, 3)).tolist()  # the line through the last three
+    [[1.0]]
+    """
+    if n_points < 2:
+        raise ValueError(f"A slope needs at least 2 points; got n_points={n_points}.")
+    # Read values at or after each row, per channel: the last n_points have 1..n_points.
+    from_end = mask.flip(1).cumsum(1).flip(1)
+    weight = mask * (from_end <= n_points).to(mask)
+    t = times.view(1, -1, 1).to(values)
+    count = weight.sum(1, keepdim=True).clamp(min=1.0)
+    t_mean = (weight * t).sum(1, keepdim=True) / count
+    x_mean = (weight * values).sum(1, keepdim=True) / count
+    centred = weight * (t - t_mean)
+    sxx = (centred * (t - t_mean)).sum(1)
+    sxy = (centred * (values - x_mean)).sum(1)
+    # Fewer than two points (or two at one time) leave sxx at zero: no slope.
+    slope = torch.where(sxx > 0, sxy / sxx.clamp(min=torch.finfo(values.dtype).tiny),
+                        torch.zeros_like(sxy))
+    return torch.asinh(slope)
 
 @dataclass
 class Covariates:
@@ -174,6 +224,9 @@ class LatentODE(nn.Module):
         encoder's head also reads it, so z knows where the series is in absolute terms.
         With ``"last"`` a channel's mean at the origin is its last observed value (the
         decoder's output is counted from its value there).
+    slope_points : int
+        With 2 or more, the encoder's head also reads each channel's recent slope over that
+        many of its last read values (:func:`context_slope`); 0 reads none.
     clock : bool
         Append to z a clock, the time since the series' first row, that the dynamics read
         (:class:`~latode.nn.dynamics.ClockedDynamics`) and the decoder too: the model can
@@ -195,7 +248,8 @@ class LatentODE(nn.Module):
                  solver: SolverOptions | None = None,
                  encoder_solver: SolverOptions | None = None, point_process: bool = False,
                  observation_std: float | None = None, level: str | None = None,
-                 clock: bool = False, n_inputs: int = 0, n_static: int = 0,
+                 slope_points: int = 0, clock: bool = False, n_inputs: int = 0,
+                 n_static: int = 0,
                  controls: tuple[int, int, Sequence[float]] | None = None):
         super().__init__()
         if level not in LEVELS:
@@ -206,6 +260,10 @@ class LatentODE(nn.Module):
         self.solver = solver or SolverOptions()
         self.point_process = point_process
         self.level = level
+        if slope_points == 1 or slope_points < 0:
+            raise ValueError(f"slope_points must be 0 (no slope) or at least 2; got "
+                             f"{slope_points}.")
+        self.slope_points = int(slope_points)
         # Under "last" every channel is counted from the origin, one the series has not shown
         # too (its level is the population's mean): the readout then always means a change
         # from the origin, as the observed channels train it. Read as an absolute value for
@@ -224,7 +282,7 @@ class LatentODE(nn.Module):
                                      encoder_hidden, latent_dim,
                                      encoder_solver or SolverOptions(method="euler"),
                                      extra_inputs=(0 if level is None else 2 * n_channels)
-                                     + n_static)
+                                     + (n_channels if self.slope_points else 0) + n_static)
         if self.controlled:
             self.dynamics = CountedDynamics(ControlledDynamics(latent_dim, hidden, n_future,
                                                                clock))
@@ -300,6 +358,8 @@ class LatentODE(nn.Module):
         level, seen = context_level(values, mask, self.level)
         relative = (values - level.unsqueeze(1)) * mask
         parts = [] if self.level is None else [level, seen]
+        if self.slope_points:
+            parts.append(context_slope(times, values, mask, self.slope_points))
         read_values, read_mask = self.encoder_inputs(relative, mask, events)
         controls = None
         if covariates is not None:
