@@ -180,6 +180,30 @@ def test_save_load_and_pickle_round_trip(cls, tmp_path):
     assert loaded.history_ == model.history_
 
 
+
+def test_a_file_saved_before_slope_points_loads_as_the_model_it_was(tmp_path):
+    # Files written before the parameter existed hold a model without the slope input.
+    df, _ = linear_ode_frame(n=6, k=5)
+    model = small(slope_points=0).fit(df)
+    path = model.save(tmp_path / "model.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["params"]["slope_points"]
+    torch.save(payload, path)
+    loaded = LatentODEForecaster.load(path)
+    assert loaded.slope_points == 0
+    pd.testing.assert_frame_equal(loaded.predict(df, horizon=[0.5]),
+                                  model.predict(df, horizon=[0.5]))
+    assert LatentODEForecaster().slope_points == 4
+
+
+@pytest.mark.parametrize("bad", [1, -2, 2.0, True])
+def test_slope_points_is_zero_or_an_int_of_at_least_two(bad):
+    df, _ = linear_ode_frame(n=6, k=5)
+    with pytest.raises((TypeError, ValueError), match=r"'slope_points' parameter .* 0, or an "
+                                                      r"int >= 2"):
+        small(slope_points=bad).fit(df)
+
+
 def test_load_refuses_files_that_are_not_latode_models(tmp_path):
     bogus = tmp_path / "bogus.pt"
     torch.save({"weights": torch.zeros(2)}, bogus)

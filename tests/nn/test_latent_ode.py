@@ -3,6 +3,7 @@
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -10,7 +11,7 @@ from torch import nn
 from latode._numerics import CountedDynamics, SolverOptions
 from latode._numerics.paths import hermite_interpolate, solve_at, solve_from
 from latode.nn.encoders import GRUDeltaTEncoder, ODERNNEncoder
-from latode.nn.latent_ode import LatentODE, context_level
+from latode.nn.latent_ode import LatentODE, context_level, context_slope
 
 
 class Linear(nn.Module):
@@ -243,6 +244,52 @@ def test_context_level_against_a_loop(kind):
             else:
                 expected = float(values[b, rows, c].mean())
             assert float(level[b, c]) == pytest.approx(expected)
+
+
+
+@pytest.mark.parametrize("n_points", [2, 4])
+def test_context_slope_is_numpys_line_through_each_channels_last_points(n_points):
+    g = torch.Generator().manual_seed(1)
+    times = torch.sort(torch.rand(9, generator=g, dtype=torch.float64) * 5).values
+    values = torch.randn(4, 9, 3, generator=g, dtype=torch.float64)
+    mask = (torch.rand(4, 9, 3, generator=g) > 0.4).double()
+    mask[0, :, 0] = 0.0  # a channel never read
+    mask[1, :, 1] = 0.0
+    mask[1, 5, 1] = 1.0  # read once
+    slope = torch.sinh(context_slope(times, values, mask, n_points))
+    for b in range(4):
+        for c in range(3):
+            rows = [t for t in range(9) if mask[b, t, c] > 0][-n_points:]
+            expected = (0.0 if len(rows) < 2 else
+                        np.polyfit(times[rows].numpy(), values[b, rows, c].numpy(), 1)[0])
+            assert float(slope[b, c]) == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    with pytest.raises(ValueError, match="at least 2 points"):
+        context_slope(times, values, mask, 1)
+
+
+def test_the_encoder_reads_the_slope_only_when_asked():
+    # Two contexts with the same last value, one rising to it and one falling. The slope
+    # is an extra input of the encoder's head.
+    times = torch.tensor([0.0, 1.0, 2.0])
+    values = torch.tensor([[[0.0], [1.0], [2.0]], [[2.0], [3.0], [2.0]]])
+    mask = torch.ones(2, 3, 1)
+    with_slope = LatentODE(1, latent_dim=2, hidden=(8,), encoder="rnn", level="last",
+                           slope_points=2)
+    assert with_slope.encoder.head[0].in_features == 32 + 3  # level, seen, slope
+    without = LatentODE(1, latent_dim=2, hidden=(8,), encoder="rnn", level="last")
+    assert without.encoder.head[0].in_features == 32 + 2
+    with pytest.raises(ValueError, match="slope_points must be 0"):
+        LatentODE(1, slope_points=1)
+    # Zeroing the head's weights on everything but the slope: mu differs by the slope only.
+    with torch.no_grad():
+        head = with_slope.encoder.head[0]
+        head.weight[:, :-1] = 0.0
+    context = with_slope.encode(times, values, mask)
+    assert not torch.allclose(context.mu[0], context.mu[1])
+    with torch.no_grad():
+        head.weight[:, -1] = 0.0
+    context = with_slope.encode(times, values, mask)
+    torch.testing.assert_close(context.mu[0], context.mu[1])
 
 
 def test_a_context_level_makes_the_model_shift_with_the_series():
