@@ -10,15 +10,10 @@ from latode.estimators._base import SCHEDULE_CONSTRAINTS, seeded_by
 from latode.estimators._covariates import covariate_shapes, initialise_dose_rates
 from latode.estimators._forecaster import FORECASTER_CONSTRAINTS, BaseForecaster
 from latode.estimators._point_process import EventModel
-from latode.nn.latent_ode import LEVELS, Covariates, LatentODE
+from latode.nn.latent_ode import LEVELS, Covariates, LatentODE, is_slope_points
 from latode.nn.point_process import initialise_rate
 
 __all__ = ["LatentODEForecaster"]
-
-
-def _is_slope_points(value: object) -> bool:
-    """0 (no slope) or an int of at least 2 (a line needs two points)."""
-    return isinstance(value, int) and not isinstance(value, bool) and (value == 0 or value >= 2)
 
 
 class LatentODEForecaster(BaseForecaster):
@@ -184,7 +179,7 @@ class LatentODEForecaster(BaseForecaster):
         "kl_warmup": [Interval(int, 0, None)],
         "observation_std": [InstanceOf(type(None)), Interval(float, 0, None, closed="neither")],
         "level": [Options(LEVELS)],
-        "slope_points": [Predicate(_is_slope_points, "0, or an int >= 2")],
+        "slope_points": [Predicate(is_slope_points, "0, or an int >= 2")],
         "clock": [InstanceOf(bool)],
     }
     _added_parameters = {"slope_points": 0}

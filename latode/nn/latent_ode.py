@@ -16,6 +16,7 @@ it was last seen.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from latode.nn.point_process import (
 )
 
 __all__ = ["LEVELS", "Covariates", "LatentContext", "LatentODE", "context_level",
-           "context_slope"]
+           "context_slope", "is_slope_points"]
 
 
 def _at_pairs(function, path: torch.Tensor, needed: torch.Tensor | None) -> torch.Tensor:
@@ -96,6 +97,12 @@ def context_level(values: torch.Tensor, mask: torch.Tensor, kind: str | None
     return values.gather(1, last).squeeze(1) * seen, seen
 
 
+def is_slope_points(value: object) -> bool:
+    """Whether ``value`` can be a model's ``slope_points``: 0 (no slope) or an int of at
+    least 2 (a line needs two points)."""
+    return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            and (value == 0 or value >= 2))
+
 
 def context_slope(times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
                   n_points: int) -> torch.Tensor:
@@ -144,6 +151,7 @@ def context_slope(times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
     slope = torch.where(sxx > 0, sxy / sxx.clamp(min=torch.finfo(values.dtype).tiny),
                         torch.zeros_like(sxy))
     return torch.asinh(slope)
+
 
 @dataclass
 class Covariates:
@@ -260,9 +268,9 @@ class LatentODE(nn.Module):
         self.solver = solver or SolverOptions()
         self.point_process = point_process
         self.level = level
-        if slope_points == 1 or slope_points < 0:
-            raise ValueError(f"slope_points must be 0 (no slope) or at least 2; got "
-                             f"{slope_points}.")
+        if not is_slope_points(slope_points):
+            raise ValueError(f"slope_points must be 0 (no slope) or an int of at least 2; got "
+                             f"{slope_points!r}.")
         self.slope_points = int(slope_points)
         # Under "last" every channel is counted from the origin, one the series has not shown
         # too (its level is the population's mean): the readout then always means a change
