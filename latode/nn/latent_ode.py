@@ -142,11 +142,10 @@ def context_slope(times: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
     weight = mask * (from_end <= n_points).to(mask)
     t = times.view(1, -1, 1).to(values)
     count = weight.sum(1, keepdim=True).clamp(min=1.0)
-    t_mean = (weight * t).sum(1, keepdim=True) / count
+    dt = t - (weight * t).sum(1, keepdim=True) / count
     x_mean = (weight * values).sum(1, keepdim=True) / count
-    centred = weight * (t - t_mean)
-    sxx = (centred * (t - t_mean)).sum(1)
-    sxy = (centred * (values - x_mean)).sum(1)
+    sxx = (weight * dt * dt).sum(1)
+    sxy = (weight * dt * (values - x_mean)).sum(1)
     # Fewer than two points (or two at one time) leave sxx at zero: no slope.
     slope = torch.where(sxx > 0, sxy / sxx.clamp(min=torch.finfo(values.dtype).tiny),
                         torch.zeros_like(sxy))
