@@ -171,9 +171,9 @@ class ForecastOutputMixin:
         union ``grid`` of target times, shape (samples, batch, grid, n_outputs), right at the
         pairs ``needed`` (batch, grid) marks (others may hold anything), drawing each
         series' randomness from its own generator (:func:`series_generators`). With
-        ``noise_std`` (n_outputs,), Gaussian noise of that spread, from the same generators,
-        is added to a copy. ``future_df`` and ``static_df`` are the covariates of
-        :meth:`predict`.
+        ``noise_std(batch, grid)``, the spread (batch, grid, n_outputs) of Gaussian noise
+        that, drawn from the same generators, is added to a copy. ``future_df`` and
+        ``static_df`` are the covariates of :meth:`predict`.
 
         Returns
         -------
@@ -201,6 +201,7 @@ class ForecastOutputMixin:
                 "or fewer timestamps per call (e.g. a series or a horizon at a time).")
         outputs = np.empty((n_samples, len(targets.keys), n_outputs))
         noisy = None if noise_std is None else np.empty_like(outputs)
+        spread = None if noise_std is None else np.empty(outputs.shape[1:])
         # Few enough series per solve that one forecast time of all of them fits the budget.
         step = max(1, min(prediction_chunk(self.batch_size), MAX_SOLVE_PAIRS // n_samples))
         self.module_.eval()
@@ -209,20 +210,23 @@ class ForecastOutputMixin:
             batch = context.union_batch(position[chunk], device=device, future=future,
                                         future_series=future_position[position[chunk]])
             generators = series_generators(seed, targets.ids[chunk])
-            self._draw_chunk(draw, batch, targets, chunk, n_samples, generators, outputs)
+            self._draw_chunk(draw, batch, targets, chunk, n_samples, generators, outputs,
+                             noise_std, spread)
             if noisy is not None:
                 for k, generator in zip(chunk, generators):
                     own = slice(targets.indptr[k], targets.indptr[k + 1])
                     noise = torch.randn(outputs[:, own].shape, generator=generator).numpy()
-                    noisy[:, own] = outputs[:, own] + noise * noise_std
+                    noisy[:, own] = outputs[:, own] + noise * spread[own]
         self._check_finite_forecast(targets, outputs, outputs if noisy is None else noisy)
         return targets, outputs, noisy
 
     def _draw_chunk(self, draw, batch, targets: PackedSeries, chunk: np.ndarray,
                     n_samples: int, generators: list[torch.Generator],
-                    outputs: np.ndarray) -> None:
+                    outputs: np.ndarray, noise_std=None, spread: np.ndarray | None = None
+                    ) -> None:
         """Fill ``outputs`` (samples, rows, n_outputs) at the rows of the series ``chunk``,
-        in pieces of forecast times of at most :data:`MAX_SOLVE_PAIRS` draws each.
+        in pieces of forecast times of at most :data:`MAX_SOLVE_PAIRS` draws each, and with
+        ``noise_std`` (as in :meth:`_draws_at_targets`) ``spread`` (rows, n_outputs) too.
 
         Every piece solves from the series' origins again and redraws the same posterior
         draws (the generators are rewound), so the pieces give the numbers one solve would.
@@ -248,6 +252,9 @@ class ForecastOutputMixin:
                    torch.as_tensor(column[inside] - lo, device=device)] = True
             with torch.no_grad():
                 out = draw(self.module_, batch, grid, n_samples, generators, needed)
+                if noise_std is not None:
+                    std = noise_std(batch, grid).cpu().numpy()
+                    spread[rows[inside]] = std[which[inside], column[inside] - lo]
             outputs[:, rows[inside]] = out.cpu().numpy()[:, which[inside], column[inside] - lo]
 
     def _forecast_draws(self, context_df, timestamps, horizon, freq, n_samples, random_state,
@@ -255,11 +262,11 @@ class ForecastOutputMixin:
         """Targets and draws at them in the user's units: (PackedSeries, means, draws) with
         means and draws of shape (samples, rows, channels)."""
         self._check_fitted()
-        std = self.module_.observation_log_std().detach().exp().cpu().numpy()
         targets, means, draws = self._draws_at_targets(
             context_df, timestamps, horizon, freq, n_samples, random_state,
             self._predictive_means, len(self.converter_.channels),
-            noise_std=std if noisy else None, future_df=future_df, static_df=static_df)
+            noise_std=self.module_.observation_std_at if noisy else None,
+            future_df=future_df, static_df=static_df)
         scaler = self.converter_.scaler_
         means = scaler.inverse_transform(means)
         draws = scaler.inverse_transform(draws) if noisy else means

@@ -116,6 +116,13 @@ class LatentODEForecaster(BaseForecaster):
         (admission, enrolment, planting), so that the model can learn how series evolve with
         it. Only meaningful when every series' first row is its natural start, in training
         and in the contexts passed to ``predict``.
+    horizon_noise : bool, default=True
+        Let the observation noise grow with the time from the forecast origin: its variance
+        is ``observation_std**2 + diffusion**2 * |t - origin|`` per channel, the spread a
+        random walk adds to the measurement noise, with ``diffusion`` learned. Predictive
+        intervals then widen with the horizon, and training weighs each error by how far
+        ahead it lies, so the near future, which the context says most about, is fitted
+        most closely. False: the same noise at every horizon (the papers' model).
     id_col, time_col : str, default="unique_id", "ds"
     target_cols : str, list of str or None
         Value channels; ``None`` takes every numeric column besides id, time and the
@@ -181,8 +188,9 @@ class LatentODEForecaster(BaseForecaster):
         "level": [Options(LEVELS)],
         "slope_points": [Predicate(is_slope_points, "0, or an int >= 2")],
         "clock": [InstanceOf(bool)],
+        "horizon_noise": [InstanceOf(bool)],
     }
-    _added_parameters = {"slope_points": 0}
+    _added_parameters = {"slope_points": 0, "horizon_noise": False}
 
     def __init__(self, latent_dim=8, hidden=(64, 64), encoder="ode-rnn", encoder_hidden=32,
                  encoder_solver="euler", n_iwae_samples=1, *, objective="extrapolate",
@@ -191,7 +199,7 @@ class LatentODEForecaster(BaseForecaster):
                  max_num_steps=2000, max_epochs="auto", batch_size="auto", learning_rate=1e-2,
                  lr_decay=1.0, min_learning_rate=0.0, ema_decay=0.99, kl_warmup=0,
                  observation_std=None, level="last", slope_points=4, clock=False,
-                 weight_decay=0.0,
+                 horizon_noise=True, weight_decay=0.0,
                  grad_clip=1.0, patience="auto", validation_fraction=0.2, id_col="unique_id",
                  time_col="ds", target_cols=None, past_covariates=None,
                  future_covariates=None, impulse_covariates=None, time_scale=None,
@@ -223,6 +231,7 @@ class LatentODEForecaster(BaseForecaster):
         self.level = level
         self.slope_points = slope_points
         self.clock = clock
+        self.horizon_noise = horizon_noise
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
         self.patience = patience
@@ -248,7 +257,7 @@ class LatentODEForecaster(BaseForecaster):
             observation_std=None if self.observation_std is None
             else float(self.observation_std),
             level=self.level, slope_points=int(self.slope_points), clock=bool(self.clock),
-            **covariate_shapes(self.converter_),
+            horizon_noise=bool(self.horizon_noise), **covariate_shapes(self.converter_),
         )
 
     def _module_solvers(self, *, predicting: bool = False) -> dict[str, SolverOptions]:

@@ -239,6 +239,11 @@ class LatentODE(nn.Module):
         (:class:`~latode.nn.dynamics.ClockedDynamics`) and the decoder too: the model can
         then learn how series evolve with age (time since admission, enrolment, planting).
         It is set, not drawn: at each origin it is the origin's grid time.
+    horizon_noise : bool
+        The observation noise's variance grows linearly with the time from the forecast
+        origin, ``std**2 + diffusion**2 * |t - origin|`` per channel (a random walk's spread
+        on top of the measurement noise), ``diffusion`` learned
+        (:meth:`observation_log_std`). False: the same noise at every time.
     n_inputs : int
         Covariate channels the encoder reads besides the values (past, future and impulse
         covariates in the context).
@@ -255,8 +260,8 @@ class LatentODE(nn.Module):
                  solver: SolverOptions | None = None,
                  encoder_solver: SolverOptions | None = None, point_process: bool = False,
                  observation_std: float | None = None, level: str | None = None,
-                 slope_points: int = 0, clock: bool = False, n_inputs: int = 0,
-                 n_static: int = 0,
+                 slope_points: int = 0, clock: bool = False, horizon_noise: bool = False,
+                 n_inputs: int = 0, n_static: int = 0,
                  controls: tuple[int, int, Sequence[float]] | None = None):
         super().__init__()
         if level not in LEVELS:
@@ -313,6 +318,10 @@ class LatentODE(nn.Module):
         else:
             self.register_buffer(
                 "log_std", torch.full((n_channels,), math.log(float(observation_std))))
+        # The noise's growth per unit time from the origin, learned from 0.1 per channel.
+        self.horizon_noise = horizon_noise
+        if horizon_noise:
+            self.log_diffusion = nn.Parameter(torch.full((n_channels,), math.log(0.1)))
         if point_process:
             self.intensity = PoissonIntensity(state_dim, (width,))
             # Shares the dynamics network: z(t) is the same with or without Λ appended.
@@ -347,6 +356,25 @@ class LatentODE(nn.Module):
         counts = events.to(values).unsqueeze(-1)
         return torch.cat([values, counts], -1), torch.cat([mask, (counts > 0).to(mask)], -1)
 
+    def _reads(self, values, mask, events=None, covariates: Covariates | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Values and mask the encoder reads: the channels, the event counts (point process)
+        and the covariates read."""
+        read_values, read_mask = self.encoder_inputs(values, mask, events)
+        if covariates is not None and covariates.inputs is not None:
+            read_values = torch.cat([read_values, covariates.inputs], -1)
+            read_mask = torch.cat([read_mask, covariates.inputs_mask], -1)
+        return read_values, read_mask
+
+    def forecast_origins(self, batch) -> torch.Tensor:
+        """Grid time of each series' forecast origin, shape (batch,): its last read
+        observation (of a channel, an event or a covariate), where :meth:`encode` puts q(z);
+        0 for a series with nothing read. ``batch`` as in :meth:`posterior_draws`."""
+        _, read = self._reads(batch.values, batch.mask, batch.events,
+                              Covariates.of_batch(batch))
+        observed = read.sum(-1) > 0
+        return torch.where(observed, batch.times, torch.zeros_like(batch.times)).amax(1)
+
     def encode(self, times, values, mask, events=None, covariates: Covariates | None = None
                ) -> LatentContext:
         """q(z) at each series' last read observation, and its context level.
@@ -367,12 +395,9 @@ class LatentODE(nn.Module):
         parts = [] if self.level is None else [level, seen]
         if self.slope_points:
             parts.append(context_slope(times, values, mask, self.slope_points))
-        read_values, read_mask = self.encoder_inputs(relative, mask, events)
+        read_values, read_mask = self._reads(relative, mask, events, covariates)
         controls = None
         if covariates is not None:
-            if covariates.inputs is not None:
-                read_values = torch.cat([read_values, covariates.inputs], -1)
-                read_mask = torch.cat([read_mask, covariates.inputs_mask], -1)
             if self.n_static:
                 parts.append(covariates.static)
             controls = covariates.controls
@@ -529,8 +554,27 @@ class LatentODE(nn.Module):
                               Covariates.of_batch(batch))
         return self.draw(context, n_samples, generator), context
 
-    def observation_log_std(self) -> torch.Tensor:
-        return self.log_std.clamp(min=math.log(1e-3))
+    def observation_log_std(self, horizon: torch.Tensor | None = None) -> torch.Tensor:
+        """Log standard deviation of the observation noise, per channel (shape (channels,)).
+
+        With ``horizon_noise`` and ``horizon`` (times from the forecast origin, any shape),
+        at those horizons: ``log sqrt(std**2 + diffusion**2 * |horizon|)``, shape
+        ``horizon.shape + (channels,)``.
+        """
+        log_std = self.log_std.clamp(min=math.log(1e-3))
+        if horizon is None or not self.horizon_noise:
+            return log_std
+        variance = (torch.exp(2 * log_std)
+                    + torch.exp(2 * self.log_diffusion) * horizon.abs().unsqueeze(-1))
+        return 0.5 * torch.log(variance)
+
+    def observation_std_at(self, batch, times: torch.Tensor) -> torch.Tensor:
+        """Standard deviation of the observation noise of each series of ``batch`` at grid
+        ``times`` (T,), shape (batch, T, channels): growing with the time from the series'
+        forecast origin under ``horizon_noise``, the same everywhere otherwise."""
+        horizon = times.view(1, -1) - self.forecast_origins(batch).view(-1, 1)
+        log_std = self.observation_log_std(horizon)
+        return log_std.exp().expand(horizon.shape + log_std.shape[-1:])
 
     def elbo_terms(self, times, values, mask, enc_mask=None, events=None, window=None,
                    n_samples: int = 1, enc_events=None, covariates: Covariates | None = None
@@ -579,9 +623,10 @@ class LatentODE(nn.Module):
             mean = self.decode(z, context, times, needed)
             event_ll = mean.new_zeros(mean.shape[:2])
         mu, logvar = context.mu, context.logvar
+        horizon = times.view(1, 1, -1) - context.origin.to(times).view(1, -1, 1)
         return {
-            "observations": masked_gaussian_log_likelihood(values, mean,
-                                                           self.observation_log_std(), mask),
+            "observations": masked_gaussian_log_likelihood(
+                values, mean, self.observation_log_std(horizon), mask),
             "events": event_ll,
             "log_q": torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1),
             "log_p": torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1),

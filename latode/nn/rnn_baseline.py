@@ -62,6 +62,12 @@ class GRUForecastNet(nn.Module):
     def observation_log_std(self) -> torch.Tensor:
         return self.log_std.clamp(min=math.log(1e-3))
 
+    def observation_std_at(self, batch, times: torch.Tensor) -> torch.Tensor:
+        """Standard deviation of the observation noise of each series of ``batch`` (a union
+        batch) at grid ``times`` (T,), shape (batch, T, channels): the same everywhere."""
+        std = self.observation_log_std().exp()
+        return std.expand(batch.values.shape[0], len(times), len(std))
+
     def _known(self, at: torch.Tensor, batch: int, covariates) -> torch.Tensor | None:
         """What the head knows at grid times ``at`` (T,) besides the state: static
         features, held future covariates and dose curves, shape (batch, T, extra)."""

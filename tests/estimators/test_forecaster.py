@@ -1,6 +1,7 @@
 """LatentODEForecaster and RNNForecaster through the public API."""
 
 import inspect
+import math
 import pickle
 import re
 
@@ -600,3 +601,48 @@ def test_draws_beyond_the_memory_budget_are_refused_before_any_solve(fitted_smal
         model.predict(df, horizon=[1.0], n_samples=10**9)
     with pytest.raises(ValueError, match="fewer n_samples"):
         model.sample(df, horizon=[1.0], n_samples=10**9)
+
+
+def test_a_file_saved_before_horizon_noise_loads_as_the_model_it_was(tmp_path):
+    # Files written before the parameter existed hold a model with one noise for all times.
+    df, _ = linear_ode_frame(n=6, k=5)
+    model = small(horizon_noise=False).fit(df)
+    path = model.save(tmp_path / "model.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["params"]["horizon_noise"]
+    torch.save(payload, path)
+    loaded = LatentODEForecaster.load(path)
+    assert loaded.horizon_noise is False
+    pd.testing.assert_frame_equal(loaded.predict(df, horizon=[0.5]),
+                                  model.predict(df, horizon=[0.5]))
+    assert LatentODEForecaster().horizon_noise is True
+
+
+def test_horizon_noise_is_a_bool():
+    df, _ = linear_ode_frame(n=6, k=5)
+    with pytest.raises((TypeError, ValueError), match="'horizon_noise' parameter"):
+        small(horizon_noise="yes").fit(df)
+
+
+def test_the_noise_drawn_around_a_forecast_grows_with_its_horizon_as_the_model_says():
+    # sample(noise=True) adds observation noise to the same trajectories noise=False draws;
+    # its spread at each horizon is the module's std there, times the channel's scale.
+    df, _ = linear_ode_frame(n=8, k=6)
+    model = small(horizon_noise=True).fit(df)
+    module = model.module_
+    with torch.no_grad():
+        module.log_std.fill_(math.log(0.05))
+        module.log_diffusion.fill_(math.log(0.5))
+    last = df.groupby("unique_id").ds.max()
+    horizons = np.array([0.1, 1.0, 4.0])
+    kw = dict(horizon=list(horizons), n_samples=4000, random_state=3)
+    noisy = model.sample(df, **kw)
+    clean = model.sample(df, noise=False, **kw)
+    noise = noisy.y - clean.y
+    spread = noise.groupby([noisy.unique_id, noisy.ds]).std()
+    gap = spread.index.get_level_values("ds") - last.loc[spread.index.get_level_values(
+        "unique_id")].to_numpy()
+    scale = model.converter_.scaler_.std[0]  # time_scale=1.0: model time is ds
+    expected = scale * np.sqrt(0.05 ** 2 + 0.5 ** 2 * gap)
+    np.testing.assert_allclose(spread.to_numpy(), expected, rtol=0.06)
+    assert np.allclose(np.sort(np.unique(np.round(gap, 9))), horizons)

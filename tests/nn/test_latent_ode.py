@@ -358,3 +358,54 @@ def test_posterior_draws_of_a_batch_are_its_encoding_and_a_draw_from_it():
     torch.testing.assert_close(z, expected, rtol=0, atol=0)
     torch.testing.assert_close(context.mu, by_hand.mu, rtol=0, atol=0)
     torch.testing.assert_close(context.level, by_hand.level, rtol=0, atol=0)
+
+
+def test_horizon_noise_scores_each_value_with_the_variance_at_its_distance_from_the_origin():
+    # The bound's observation term against Normal.log_prob with the variance written out:
+    # std**2 + diffusion**2 * |t - origin|, the origin being each series' last read row.
+    torch.manual_seed(0)
+    m = LatentODE(2, latent_dim=3, hidden=(8,), encoder="rnn", encoder_hidden=6,
+                  solver=SolverOptions(rtol=1e-9, atol=1e-10), level="last",
+                  horizon_noise=True).double()
+    with torch.no_grad():
+        m.log_std.copy_(torch.log(torch.tensor([0.2, 0.05])))
+        m.log_diffusion.copy_(torch.log(torch.tensor([0.3, 1.5])))
+    times, values, mask = batch()
+    mask[:, -1, 0] = 1.0
+    read = mask.clone()
+    read[:2, 2:] = 0.0  # two series read up to t = 0.3, two to the end
+    m.draw = lambda context, n_samples: context.mu.unsqueeze(0)  # z at the posterior mean
+    terms = m.elbo_terms(times, values, mask, enc_mask=read)
+    context = m.encode(times, values, read)
+    assert context.origin.tolist() == [0.3, 0.3, 1.2, 1.2]
+    mean = m.decode(context.mu.unsqueeze(0), context, times)[0]
+    gap = (times.view(1, -1, 1) - context.origin.view(-1, 1, 1)).abs()
+    std = torch.sqrt(torch.tensor([0.2, 0.05]) ** 2 + torch.tensor([0.3, 1.5]) ** 2 * gap)
+    expected = (torch.distributions.Normal(mean, std).log_prob(values) * mask).sum((-1, -2))
+    torch.testing.assert_close(terms["observations"][0], expected)
+
+
+def test_without_horizon_noise_the_noise_is_the_same_at_every_horizon():
+    m = model()
+    assert not hasattr(m, "log_diffusion")
+    horizon = torch.tensor([[0.0, 0.5, 3.0]], dtype=torch.float64)
+    torch.testing.assert_close(m.observation_log_std(horizon), m.observation_log_std())
+    times, values, mask = batch()
+    batch_ = SimpleNamespace(times=times, values=values, mask=mask, events=None, inputs=None,
+                             static=None)
+    std = m.observation_std_at(batch_, times)
+    assert std.shape == (4, 4, 2)
+    torch.testing.assert_close(std, m.observation_log_std().exp().expand(4, 4, 2))
+
+
+def test_forecast_origins_are_where_the_encoder_puts_the_posterior():
+    m = LatentODE(2, latent_dim=3, hidden=(8,), encoder="ode-rnn", encoder_hidden=6,
+                  horizon_noise=True).double()
+    times, values, mask = batch()
+    mask[1, 2:] = 0.0
+    mask[3, 1:] = 0.0
+    batch_ = SimpleNamespace(times=times, values=values * mask, mask=mask, events=None,
+                             inputs=None, static=None)
+    origins = m.forecast_origins(batch_)
+    assert origins.tolist() == [1.2, 0.3, 1.2, 0.0]
+    torch.testing.assert_close(origins, m.encode(times, values * mask, mask).origin)
