@@ -98,7 +98,8 @@ class LatentODEForecaster(BaseForecaster):
         ``standardize=False``). ``None`` learns it per channel, which gives the best
         likelihood; a small fixed value (Rubanova et al. 2019 fix 0.01 on [0, 1]-scaled
         PhysioNet) weighs the reconstruction more against the KL term, so the posterior
-        keeps more of each series and mean forecasts follow the data more closely.
+        keeps more of each series and mean forecasts follow the data more closely. With
+        ``horizon_noise`` it is the noise at the forecast origin; its growth is learned.
     level : {"last", "mean", None}, default="last"
         The per-series level each channel is modelled relative to: its last value in the
         context, the mean of its context values, or none (the population's mean). The encoder
