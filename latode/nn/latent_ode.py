@@ -606,7 +606,7 @@ class LatentODE(nn.Module):
             ``observations`` and ``events`` (samples, batch): log-likelihoods given each draw
             (``events`` is zero without a point process); ``log_q``, ``log_p`` (samples,
             batch): the draws' posterior and prior log-densities; ``kl`` (batch,): the
-            analytic KL(q || N(0, I)).
+            analytic KL(q || N(0, I)); ``mu``, ``logvar`` (batch, latent_dim): q itself.
         """
         read = mask if enc_mask is None else enc_mask
         context = self.encode(times, values, read, events if enc_events is None else enc_events,
@@ -630,19 +630,22 @@ class LatentODE(nn.Module):
             "events": event_ll,
             "log_q": torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1),
             "log_p": torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1),
-            "kl": gaussian_kl_standard(mu, logvar),
+            "kl": gaussian_kl_standard(mu, logvar), "mu": mu, "logvar": logvar,
         }
 
     def elbo(self, times, values, mask, enc_mask=None, n_samples: int = 1,
              iwae: bool = False, events=None, window=None, enc_events=None,
-             kl_weight: float = 1.0, covariates: Covariates | None = None
-             ) -> tuple[torch.Tensor, dict[str, float]]:
+             kl_weight: float = 1.0, covariates: Covariates | None = None,
+             free_bits: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
         """Per-series evidence lower bound (ELBO, or IWAE bound with ``iwae``).
 
         Arguments as in :meth:`elbo_terms`; with a point process the bound covers the values
         and the event times jointly. ``kl_weight`` < 1 scales the KL term (the log-ratio
         ``log p(z0) - log q(z0)`` in the IWAE weights): the annealed objective of a KL
-        warm-up, a bound only at 1.0. The reported ``kl`` diagnostic is never scaled.
+        warm-up, a bound only at 1.0. ``free_bits`` > 0 counts each latent dimension's KL
+        as at least that many nats (:func:`~latode.nn.likelihoods.gaussian_kl_standard`;
+        the ELBO only, not the IWAE bound): a training objective, a bound only at 0. The
+        reported ``kl`` diagnostic is never scaled or floored.
 
         Returns
         -------
@@ -657,7 +660,9 @@ class LatentODE(nn.Module):
             kl = (terms["log_q"] - terms["log_p"]).mean(0)
         else:
             kl = terms["kl"]
-            bound = log_lik.mean(0) - kl_weight * kl
+            penalty = (gaussian_kl_standard(terms["mu"], terms["logvar"], free_bits)
+                       if free_bits else kl)
+            bound = log_lik.mean(0) - kl_weight * penalty
         info = {"kl": float(kl.mean().detach()),
                 "log_lik": float(terms["observations"].mean().detach())}
         if self.point_process:

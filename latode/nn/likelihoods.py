@@ -35,12 +35,22 @@ def masked_gaussian_log_likelihood(values: torch.Tensor, mean: torch.Tensor,
     return (log_density * mask).sum(dim=(-1, -2))
 
 
-def gaussian_kl_standard(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def gaussian_kl_standard(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float = 0.0
+                         ) -> torch.Tensor:
     """KL( N(mu, exp(logvar)) || N(0, I) ), summed over the last dimension.
+
+    With ``free_bits`` > 0, each dimension's KL counts as at least ``free_bits`` nats (the
+    "free bits" of Kingma et al. 2016, per row): a dimension below the floor costs the floor
+    whatever it holds, so the objective does not push it to the prior.
 
     Examples
     --------
     >>> float(gaussian_kl_standard(torch.zeros(2), torch.zeros(2)))
     0.0
+    >>> float(gaussian_kl_standard(torch.zeros(2), torch.zeros(2), free_bits=0.5))
+    1.0
     """
-    return 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).sum(-1)
+    per_dimension = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar)
+    if free_bits:
+        per_dimension = per_dimension.clamp(min=float(free_bits))
+    return per_dimension.sum(-1)

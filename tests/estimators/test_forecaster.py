@@ -646,3 +646,32 @@ def test_the_noise_drawn_around_a_forecast_grows_with_its_horizon_as_the_model_s
     expected = scale * np.sqrt(0.05 ** 2 + 0.5 ** 2 * gap)
     np.testing.assert_allclose(spread.to_numpy(), expected, rtol=0.06)
     assert np.allclose(np.sort(np.unique(np.round(gap, 9))), horizons)
+
+
+def test_a_file_saved_before_free_bits_loads_with_the_objective_it_was_trained_on(tmp_path):
+    df, _ = linear_ode_frame(n=6, k=5)
+    model = small(free_bits=0.0).fit(df)
+    path = model.save(tmp_path / "model.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["params"]["free_bits"]
+    torch.save(payload, path)
+    assert LatentODEForecaster.load(path).free_bits == 0.0
+    assert LatentODEForecaster().free_bits == 0.5
+
+
+@pytest.mark.parametrize("bad", [-0.1, "0.5"])
+def test_free_bits_is_a_non_negative_number(bad):
+    df, _ = linear_ode_frame(n=6, k=5)
+    with pytest.raises((TypeError, ValueError), match="'free_bits' parameter"):
+        small(free_bits=bad).fit(df)
+
+
+def test_free_bits_change_training_but_not_the_score_of_a_fitted_model():
+    df, _ = linear_ode_frame(n=12, k=6)
+    plain = small(free_bits=0.0).fit(df)
+    relaxed = small(free_bits=1.0).fit(df)
+    assert not torch.equal(plain.module_.encoder.head[0].weight,
+                           relaxed.module_.encoder.head[0].weight)
+    score = relaxed.score(df)
+    relaxed.set_params(free_bits=0.0)  # score reads the full bound whatever the setting
+    assert relaxed.score(df) == score

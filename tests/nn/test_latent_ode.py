@@ -409,3 +409,33 @@ def test_forecast_origins_are_where_the_encoder_puts_the_posterior():
     origins = m.forecast_origins(batch_)
     assert origins.tolist() == [1.2, 0.3, 1.2, 0.0]
     torch.testing.assert_close(origins, m.encode(times, values * mask, mask).origin)
+
+
+def test_free_bits_floor_each_dimensions_kl_and_stop_its_gradient_below_the_floor():
+    from latode.nn.likelihoods import gaussian_kl_standard
+
+    mu = torch.tensor([[0.1, 2.0, 0.0], [1.0, 0.0, -0.3]], requires_grad=True)
+    logvar = torch.tensor([[0.0, -1.0, 0.2], [-2.0, 0.0, 0.0]], requires_grad=True)
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    per_dim = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0))
+    torch.testing.assert_close(gaussian_kl_standard(mu, logvar), per_dim.sum(-1))
+    floored = gaussian_kl_standard(mu, logvar, free_bits=0.5)
+    torch.testing.assert_close(floored, per_dim.clamp(min=0.5).sum(-1))
+    floored.sum().backward()
+    below = (per_dim < 0.5).detach()
+    assert below.any() and (~below).any()
+    assert torch.all(mu.grad[below] == 0) and torch.all(mu.grad[~below] != 0)
+
+
+def test_the_bound_with_free_bits_charges_the_floor_instead_of_each_small_kl():
+    m = model(level="last")
+    times, values, mask = batch()
+    torch.manual_seed(0)
+    plain, _ = m.elbo(times, values, mask)
+    torch.manual_seed(0)  # the same z draw
+    relaxed, info = m.elbo(times, values, mask, free_bits=0.4)
+    context = m.encode(times, values, mask)
+    per_dim = 0.5 * (context.mu ** 2 + context.logvar.exp() - 1 - context.logvar)
+    extra = (per_dim.clamp(min=0.4) - per_dim).sum(-1)
+    torch.testing.assert_close(relaxed, plain - extra)
+    assert info["kl"] == pytest.approx(float(per_dim.sum(-1).mean().detach()))  # unfloored
