@@ -182,19 +182,23 @@ def test_save_load_and_pickle_round_trip(cls, tmp_path):
 
 
 
-def test_a_file_saved_before_slope_points_loads_as_the_model_it_was(tmp_path):
-    # Files written before the parameter existed hold a model without the slope input.
+@pytest.mark.parametrize("name, before, default", [("slope_points", 0, 4),
+                                                   ("horizon_noise", False, True),
+                                                   ("free_bits", 0.0, 0.5)])
+def test_a_file_saved_before_a_parameter_existed_loads_as_the_model_it_was(tmp_path, name,
+                                                                           before, default):
+    # Files written before the parameter existed hold a model fitted without it.
     df, _ = linear_ode_frame(n=6, k=5)
-    model = small(slope_points=0).fit(df)
+    model = small(**{name: before}).fit(df)
     path = model.save(tmp_path / "model.pt")
     payload = torch.load(path, weights_only=True)
-    del payload["params"]["slope_points"]
+    del payload["params"][name]
     torch.save(payload, path)
     loaded = LatentODEForecaster.load(path)
-    assert loaded.slope_points == 0
+    assert getattr(loaded, name) == before
     pd.testing.assert_frame_equal(loaded.predict(df, horizon=[0.5]),
                                   model.predict(df, horizon=[0.5]))
-    assert LatentODEForecaster().slope_points == 4
+    assert getattr(LatentODEForecaster(), name) == default
 
 
 @pytest.mark.parametrize("bad", [1, -2, 2.0, True])
@@ -603,21 +607,6 @@ def test_draws_beyond_the_memory_budget_are_refused_before_any_solve(fitted_smal
         model.sample(df, horizon=[1.0], n_samples=10**9)
 
 
-def test_a_file_saved_before_horizon_noise_loads_as_the_model_it_was(tmp_path):
-    # Files written before the parameter existed hold a model with one noise for all times.
-    df, _ = linear_ode_frame(n=6, k=5)
-    model = small(horizon_noise=False).fit(df)
-    path = model.save(tmp_path / "model.pt")
-    payload = torch.load(path, weights_only=True)
-    del payload["params"]["horizon_noise"]
-    torch.save(payload, path)
-    loaded = LatentODEForecaster.load(path)
-    assert loaded.horizon_noise is False
-    pd.testing.assert_frame_equal(loaded.predict(df, horizon=[0.5]),
-                                  model.predict(df, horizon=[0.5]))
-    assert LatentODEForecaster().horizon_noise is True
-
-
 def test_horizon_noise_is_a_bool():
     df, _ = linear_ode_frame(n=6, k=5)
     with pytest.raises((TypeError, ValueError), match="'horizon_noise' parameter"):
@@ -646,17 +635,6 @@ def test_the_noise_drawn_around_a_forecast_grows_with_its_horizon_as_the_model_s
     expected = scale * np.sqrt(0.05 ** 2 + 0.5 ** 2 * gap)
     np.testing.assert_allclose(spread.to_numpy(), expected, rtol=0.06)
     assert np.allclose(np.sort(np.unique(np.round(gap, 9))), horizons)
-
-
-def test_a_file_saved_before_free_bits_loads_with_the_objective_it_was_trained_on(tmp_path):
-    df, _ = linear_ode_frame(n=6, k=5)
-    model = small(free_bits=0.0).fit(df)
-    path = model.save(tmp_path / "model.pt")
-    payload = torch.load(path, weights_only=True)
-    del payload["params"]["free_bits"]
-    torch.save(payload, path)
-    assert LatentODEForecaster.load(path).free_bits == 0.0
-    assert LatentODEForecaster().free_bits == 0.5
 
 
 @pytest.mark.parametrize("bad", [-0.1, "0.5"])
