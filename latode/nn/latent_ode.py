@@ -26,6 +26,7 @@ from torch import nn
 
 from latode._numerics import CountedDynamics, SolverOptions
 from latode._numerics.paths import solve_at
+from latode.nn._sequences import ObservedSequences
 from latode.nn.controls import ControlledDynamics, ControlSchedule, DoseResponse, initial_rates
 from latode.nn.dynamics import ClockedDynamics, MLPDynamics, mlp
 from latode.nn.encoders import build_encoder
@@ -370,10 +371,10 @@ class LatentODE(nn.Module):
         """Grid time of each series' forecast origin, shape (batch,): its last read
         observation (of a channel, an event or a covariate), where :meth:`encode` puts q(z);
         0 for a series with nothing read. ``batch`` as in :meth:`posterior_draws`."""
-        _, read = self._reads(batch.values, batch.mask, batch.events,
-                              Covariates.of_batch(batch))
-        observed = read.sum(-1) > 0
-        return torch.where(observed, batch.times, torch.zeros_like(batch.times)).amax(1)
+        values, read = self._reads(batch.values, batch.mask, batch.events,
+                                   Covariates.of_batch(batch))
+        # The encoders' own reading of the grid, so the two cannot disagree.
+        return ObservedSequences.from_grid(batch.times, values, read).last_time()
 
     def encode(self, times, values, mask, events=None, covariates: Covariates | None = None
                ) -> LatentContext:
