@@ -245,14 +245,18 @@ def future_inputs(conv: IrregularFrameConverter, context: PackedSeries, targets:
     asked = end.copy()  # the latest time asked of each series (its context's end if none)
     asked[pd.Index(context.ids).get_indexer(targets.ids)] = targets.keys[targets.indptr[1:] - 1]
     ahead = asked > end
-    when = conv.time_axis_.from_keys
+
+    def at(keys: np.ndarray, k: int) -> object:
+        # One time key of series k in the user's time type, for messages.
+        return conv.time_axis_.from_keys(keys[k:k + 1]).iloc[0]
+
     if future_df is None:
         if ahead.any():
             k = int(np.flatnonzero(ahead)[0])
             raise ValueError(
                 f"The model follows future inputs ({', '.join(roles.controls)}): pass "
                 f"future_df= with them for the forecast window, e.g. series {show(context.ids[k])} "
-                f"from {when(end[k:k + 1]).iloc[0]} to {when(asked[k:k + 1]).iloc[0]}.")
+                f"from {at(end, k)} to {at(asked, k)}.")
         return None, none
     future = conv.pack_future(future_df)
     position = pd.Index(future.ids).get_indexer(context.ids)
@@ -268,16 +272,16 @@ def future_inputs(conv: IrregularFrameConverter, context: PackedSeries, targets:
     if early.any():
         k = int(np.flatnonzero(early)[0])
         raise ValueError(
-            f"future_df has a row of series {show(context.ids[k])} at "
-            f"{when(first[k:k + 1]).iloc[0]}, not after its context's last row "
-            f"({when(end[k:k + 1]).iloc[0]}); inputs up to then belong in context_df.")
+            f"future_df has a row of series {show(context.ids[k])} at {at(first, k)}, not "
+            f"after its context's last row ({at(end, k)}); inputs up to then belong in "
+            "context_df.")
     short = ahead & ~(has & (last >= asked))
     if short.any():
         k = int(np.flatnonzero(short)[0])
-        reach = "ends at " + str(when(last[k:k + 1]).iloc[0]) if has[k] else "has no rows"
+        reach = f"ends at {at(last, k)}" if has[k] else "has no rows"
         raise ValueError(
             f"future_df does not reach the forecast of series {show(context.ids[k])}: it "
-            f"{reach}, and the forecast asks for {when(asked[k:k + 1]).iloc[0]}. Give its "
+            f"{reach}, and the forecast asks for {at(asked, k)}. Give its "
             f"inputs up to then (a last row with 0 dose says that no further dose is given); "
             f"{int(short.sum())} series are short.")
     return future, position
