@@ -46,7 +46,13 @@ from latode.estimators._forecast_output import (
     quantile_column,
 )
 from latode.estimators._inputs import check_positive_int
-from latode.estimators._schedule import AUTO, prediction_chunk, training_plan
+from latode.estimators._schedule import (
+    AUTO,
+    MAX_EPOCHS,
+    plan_lr_decay,
+    prediction_chunk,
+    training_plan,
+)
 from latode.exceptions import SolverError
 from latode.nn.point_process import scored_events
 from latode.training import distributed
@@ -96,6 +102,8 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
     """Shared implementation of latode's forecasters (see the module docstring)."""
 
     _parameter_constraints = FORECASTER_CONSTRAINTS
+    #: The most epochs an ``"auto"`` ``max_epochs`` runs (:func:`training_plan`).
+    _most_epochs = MAX_EPOCHS
 
     # ------------------------------------------------------------------ hooks
     def _build_module(self, n_channels: int) -> torch.nn.Module:  # pragma: no cover
@@ -221,7 +229,8 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
 
     def _fit_module(self, module, packed, train_idx, val_idx, seed, device, checkpoint_dir,
                     tracking, summary) -> None:
-        plan = training_plan(len(train_idx), self.batch_size, self.max_epochs, self.patience)
+        plan = training_plan(len(train_idx), self.batch_size, self.max_epochs, self.patience,
+                             most_epochs=self._most_epochs)
         batch_size = plan.batch_size
         # Under torchrun each rank builds only its shard of every global batch, on the union
         # grid of its own series (see latode.training.distributed); in one process
@@ -263,7 +272,8 @@ class BaseForecaster(ForecastOutputMixin, TorchEstimator):
         self._train(module, self._batch_loss, batches, max_epochs=plan.max_epochs,
                     patience=plan.patience, validate=validate, seed=seed,
                     checkpoint_dir=checkpoint_dir, tracking=tracking, data_summary=summary,
-                    data=packed)
+                    data=packed, lr_decay=plan_lr_decay(getattr(self, "lr_decay", 1.0), plan,
+                                                        len(train_idx)))
 
     def _log_likelihood_sum(self, module, batches, n_samples: int,
                             generator: torch.Generator | None) -> tuple[float, float]:

@@ -12,15 +12,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["AUTO", "TARGET_STEPS", "TrainingPlan", "training_plan", "prediction_chunk"]
+__all__ = ["AUTO", "AUTO_FINAL_LR_FRACTION", "TARGET_STEPS", "TrainingPlan", "training_plan",
+           "plan_lr_decay", "prediction_chunk"]
 
 AUTO = "auto"
 #: Optimisation steps an ``"auto"`` plan aims for (before early stopping).
 TARGET_STEPS = 2000
 #: Largest batch an ``"auto"`` plan uses, and the smallest.
 MAX_BATCH, MIN_BATCH = 50, 8
-#: Fewest and most epochs an ``"auto"`` plan runs.
+#: Fewest and most epochs an ``"auto"`` plan runs (an estimator may cap it lower).
 MIN_EPOCHS, MAX_EPOCHS = 10, 300
+#: ``lr_decay="auto"``: the learning rate falls exponentially to this fraction of its start
+#: over a plan's ``max_epochs``.
+AUTO_FINAL_LR_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,11 @@ class TrainingPlan:
 
 
 def training_plan(n_train: int, batch_size: int | str, max_epochs: int | str,
-                  patience: int | str | None) -> TrainingPlan:
+                  patience: int | str | None, most_epochs: int = MAX_EPOCHS) -> TrainingPlan:
     """Resolve ``"auto"`` settings for ``n_train`` training series.
+
+    ``most_epochs`` caps an ``"auto"`` ``max_epochs`` (small data sets reach it: a few steps an
+    epoch would otherwise ask for hundreds of epochs).
 
     Examples
     --------
@@ -50,16 +57,38 @@ def training_plan(n_train: int, batch_size: int | str, max_epochs: int | str,
     TrainingPlan(batch_size=50, max_epochs=34, patience=10)
     >>> training_plan(3000, 100, 5, None)
     TrainingPlan(batch_size=100, max_epochs=5, patience=None)
+    >>> training_plan(50, "auto", "auto", "auto", most_epochs=150)
+    TrainingPlan(batch_size=13, max_epochs=150, patience=50)
     """
     n_train = max(int(n_train), 1)
     if batch_size == AUTO:
         batch_size = min(MAX_BATCH, max(MIN_BATCH, math.ceil(n_train / 4)))
     steps_per_epoch = math.ceil(n_train / int(batch_size))
     if max_epochs == AUTO:
-        max_epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch)))
+        max_epochs = min(most_epochs,
+                         max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch)))
     if patience == AUTO:
         patience = max(10, math.ceil(TARGET_STEPS / 10 / steps_per_epoch))
     return TrainingPlan(int(batch_size), int(max_epochs), patience)
+
+
+def plan_lr_decay(lr_decay: float | str, plan: TrainingPlan, n_train: int) -> float:
+    """The per-step learning-rate factor of a plan: ``lr_decay`` itself, or with ``"auto"``
+    the factor that brings the rate down to :data:`AUTO_FINAL_LR_FRACTION` of its start by
+    the last step of the plan's ``max_epochs`` on ``n_train`` training series.
+
+    Examples
+    --------
+    >>> plan = training_plan(50, "auto", "auto", "auto")
+    >>> round(plan_lr_decay("auto", plan, 50) ** (300 * 4), 6)
+    0.1
+    >>> plan_lr_decay(0.999, plan, 50)
+    0.999
+    """
+    if lr_decay != AUTO:
+        return float(lr_decay)
+    steps = plan.max_epochs * math.ceil(max(int(n_train), 1) / plan.batch_size)
+    return float(AUTO_FINAL_LR_FRACTION) ** (1.0 / max(1, steps))
 
 
 def prediction_chunk(batch_size: int | str) -> int:

@@ -10,6 +10,7 @@ from latode.estimators._base import SCHEDULE_CONSTRAINTS, seeded_by
 from latode.estimators._covariates import covariate_shapes, initialise_dose_rates
 from latode.estimators._forecaster import FORECASTER_CONSTRAINTS, BaseForecaster
 from latode.estimators._point_process import EventModel
+from latode.estimators._schedule import AUTO
 from latode.nn.latent_ode import LEVELS, Covariates, LatentODE, is_slope_points
 from latode.nn.point_process import initialise_rate
 
@@ -70,15 +71,19 @@ class LatentODEForecaster(BaseForecaster):
         Training length: Adam on batches of ``batch_size`` series for at most ``max_epochs``
         epochs, early stopping after ``patience`` epochs without a better validation loss
         (the best weights are kept). ``"auto"`` follows the number of training series: batches
-        of 8 to 50 series, about 2000 optimisation steps at most and a patience of about 200
-        steps (:func:`latode.estimators._schedule.training_plan`), so that 50 series and 4000
-        train alike.
+        of 8 to 50 series, about 2000 optimisation steps but at most 225 epochs, and a
+        patience of about 200 steps (:func:`latode.estimators._schedule.training_plan`), so
+        that 50 series and 4000 train alike.
     learning_rate, weight_decay, grad_clip, validation_fraction
         Adam's rate and weight decay, the gradient-norm clip, and the fraction of series held
         out for early stopping.
-    lr_decay : float in (0, 1], default=1.0
+    lr_decay : float in (0, 1] or "auto", default="auto"
         Learning-rate factor per optimisation step (Rubanova et al. 2019 use 0.999); 1.0
-        keeps the rate constant.
+        keeps the rate constant. ``"auto"`` lowers the rate exponentially to a tenth of
+        ``learning_rate`` by the last step of ``max_epochs``: the fit then settles within
+        its epochs instead of still moving at full rate when they run out, which lets the
+        plan stop at 225 epochs where a constant rate needed 300 (fits about a third
+        shorter, at the same error on the benchmarks).
     min_learning_rate : float, default=0.0
         Floor of that decay (Rubanova et al.: ``learning_rate / 10``).
     ema_decay : float in (0, 1) or None, default=0.99
@@ -192,6 +197,7 @@ class LatentODEForecaster(BaseForecaster):
         "point_process": [InstanceOf(bool)],
         "event_col": [InstanceOf(type(None), str)],
         **SCHEDULE_CONSTRAINTS,
+        "lr_decay": [Options((AUTO,)), *SCHEDULE_CONSTRAINTS["lr_decay"]],
         "kl_warmup": [Interval(int, 0, None)],
         "free_bits": [Interval(float, 0, None)],
         "observation_std": [InstanceOf(type(None)), Interval(float, 0, None, closed="neither")],
@@ -201,13 +207,16 @@ class LatentODEForecaster(BaseForecaster):
         "horizon_noise": [InstanceOf(bool)],
     }
     _added_parameters = {"slope_points": 0, "horizon_noise": False, "free_bits": 0.0}
+    # With its rate decaying over the plan (lr_decay="auto") a fit settles within 225
+    # epochs; a latent ODE's epoch costs several of the GRU-Δt's, so the cap is its own.
+    _most_epochs = 225
 
     def __init__(self, latent_dim=8, hidden=(64, 64), encoder="ode-rnn", encoder_hidden=32,
                  encoder_solver="euler", n_iwae_samples=1, *, objective="extrapolate",
                  context_fraction=(0.5, 1.0), point_process=False, event_col=None,
                  solver="dopri5", rtol=1e-3, atol=1e-4, adjoint=False, step_size=None,
                  max_num_steps=2000, max_epochs="auto", batch_size="auto", learning_rate=1e-2,
-                 lr_decay=1.0, min_learning_rate=0.0, ema_decay=0.99, kl_warmup=0,
+                 lr_decay="auto", min_learning_rate=0.0, ema_decay=0.99, kl_warmup=0,
                  free_bits=0.5,
                  observation_std=None, level="last", slope_points=4, clock=False,
                  horizon_noise=True, weight_decay=0.0,

@@ -331,6 +331,32 @@ def test_learning_rate_decay_reaches_the_trainer():
     assert [r["lr"] for r in model.history_] == pytest.approx([0.0025, 0.002, 0.002])
 
 
+def test_auto_learning_rate_decay_ends_at_a_tenth_of_the_rate_on_the_last_planned_step():
+    # 8 series in batches of 4: two steps an epoch, so five epochs are ten steps.
+    df, _ = linear_ode_frame(n=8, k=6)
+    model = small(batch_size=4, validation_fraction=0.0, learning_rate=0.01,
+                  max_epochs=5).fit(df)
+    assert model.lr_decay == "auto"
+    rates = [r["lr"] for r in model.history_]
+    assert rates[-1] == pytest.approx(0.001)
+    assert rates == pytest.approx([0.01 * 0.1 ** (2 * (e + 1) / 10) for e in range(5)])
+    constant = small(batch_size=4, validation_fraction=0.0, learning_rate=0.01, max_epochs=5,
+                     lr_decay=1.0).fit(df)
+    assert [r["lr"] for r in constant.history_] == pytest.approx([0.01] * 5)
+    with pytest.raises(ValueError, match="'lr_decay' parameter"):
+        small(lr_decay="fast").fit(df)
+
+
+@pytest.mark.parametrize("cls, most", [(LatentODEForecaster, 225), (RNNForecaster, 300)])
+def test_auto_epochs_stop_at_the_estimators_own_cap(cls, most):
+    # 32 training series (batches of 8, four steps an epoch): 2000 steps would be 500
+    # epochs, so the cap decides. The latent ODE, whose rate decays over its plan, stops
+    # at 225.
+    model = small(cls, max_epochs="auto", batch_size="auto", patience="auto")
+    plan = training_plan(32, "auto", "auto", "auto", most_epochs=model._most_epochs)
+    assert (plan.max_epochs, plan.batch_size) == (most, 8)
+
+
 def test_extrapolate_objective_reads_a_drawn_prefix_in_training_and_a_fixed_spread_in_validation():
     from latode.data import IrregularFrameConverter
 
