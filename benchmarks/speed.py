@@ -59,7 +59,8 @@ Part 7 measures time to a given forecast error on spirals (``benchmarks/spirals.
 300 training spirals of 30 noisy points and their 100 future points, 100 test spirals whose
 noise-free futures are forecast from their windows). ``LatentODEForecaster(random_state=0,
 verbose=0)``, nothing else set, is evaluated every 20 epochs (100 steps) by resuming its fit
-from a checkpoint; its training seconds are the sum of its epochs' times (validation and the
+from a checkpoint (each segment given the per-step learning-rate factor that
+``lr_decay="auto"`` gives the whole plan, so that the segments make one default fit); its training seconds are the sum of its epochs' times (validation and the
 weight average included). The plain loop trains the same module from the same initial
 weights for the same number of steps, on all 300 spirals (the estimator holds 60 out for
 validation) in shuffled batches of the same size, with Adam at a constant 1e-2 and no weight
@@ -77,6 +78,7 @@ side by side in the same run. ``python benchmarks/speed.py`` (about 12 minutes) 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -555,24 +557,28 @@ def time_to_spiral_error(setup: dict) -> tuple[list[dict], list[dict]]:
     from spirals import spiral_frames, training_spirals
 
     import latode
-    from latode.estimators._schedule import AUTO, training_plan
+    from latode.estimators._schedule import AUTO, plan_lr_decay, training_plan
 
     config = setup["spirals"]
     train = training_spirals(config["n_train"], config["n_observed"], seed=0)
     test = spiral_frames(config["n_test"], config["n_observed"], seed=1)
     # What "auto" resolves to for the estimator's training series (a fifth are held out).
     n_fit = round(0.8 * config["n_train"])
-    plan = training_plan(n_fit, AUTO, AUTO, AUTO)
+    plan = training_plan(n_fit, AUTO, AUTO, AUTO,
+                         most_epochs=latode.LatentODEForecaster._most_epochs)
     max_epochs = min(plan.max_epochs, config["max_epochs"])
+    # The default rate decays over the whole plan; each resumed segment is given that
+    # plan's per-step factor, so that the segments make one default fit.
+    lr_decay = plan_lr_decay(AUTO, dataclasses.replace(plan, max_epochs=max_epochs), n_fit)
 
     path = []
     with tempfile.TemporaryDirectory() as folder:
         epochs = config["eval_epochs"]
         while True:
             # Resumed from its checkpoint each time: the same fit as one uninterrupted run
-            # (its learning rate is constant), evaluated every eval_epochs epochs.
+            # (with the whole run's learning-rate decay), evaluated every eval_epochs epochs.
             estimator = latode.LatentODEForecaster(random_state=0, verbose=0,
-                                                   max_epochs=epochs)
+                                                   max_epochs=epochs, lr_decay=lr_decay)
             estimator.fit(train, checkpoint_dir=folder)
             history = estimator.history_
             path.append({"runner": "estimator.fit", "steps": None, "epochs": len(history),
