@@ -309,7 +309,9 @@ def test_kl_warmup_ramps_the_kl_weight_per_step_and_resumes_on_the_ramp(tmp_path
     # 8 series in batches of 4: two optimisation steps an epoch. With kl_warmup=4 the
     # weights are 1/4, 2/4 | 3/4, 1 | 1, 1: the epoch records hold their means.
     df, _ = linear_ode_frame(n=8, k=6)
-    kw = dict(batch_size=4, validation_fraction=0.0, kl_warmup=4, patience=None)
+    # A constant rate: the stand-in for the kill below ends the fit after one epoch, and an
+    # "auto" decay would fit its schedule to that one epoch.
+    kw = dict(batch_size=4, validation_fraction=0.0, kl_warmup=4, patience=None, lr_decay=1.0)
     straight = small(**kw).fit(df)
     assert [r["kl_weight"] for r in straight.history_] == pytest.approx([0.375, 0.875, 1.0])
     # A fit that ends inside the warm-up (no epoch on the full bound to compare) keeps its
