@@ -43,7 +43,7 @@ from latode.training import (
 from latode.training.checkpoint import fingerprint, read_checkpoint
 
 __all__ = ["TorchEstimator", "COMMON_CONSTRAINTS", "SCHEDULE_CONSTRAINTS", "resolve_device",
-           "seed_from", "decay_over"]
+           "seed_from"]
 
 FORMAT_VERSION = 1
 
@@ -73,18 +73,6 @@ SCHEDULE_CONSTRAINTS: dict[str, list] = {
     "lr_decay": [Interval(float, 0, 1, closed="right")],
     "min_learning_rate": [Interval(float, 0, None)],
 }
-
-
-def decay_over(n_steps: int, final_fraction: float) -> float:
-    """The per-step learning-rate factor that reaches ``final_fraction`` of the starting rate
-    after ``n_steps`` optimisation steps (the ``lr_decay="auto"`` schedules).
-
-    Examples
-    --------
-    >>> round(decay_over(100, 0.01) ** 100, 6)
-    0.01
-    """
-    return float(final_fraction) ** (1.0 / max(1, int(n_steps)))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

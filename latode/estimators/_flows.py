@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from sklearn.base import DensityMixin
 
-from latode.estimators._base import TorchEstimator, decay_over, resolve_device, seed_from
+from latode.estimators._base import TorchEstimator, resolve_device, seed_from
 from latode.estimators._inputs import check_positive_int, check_rows
+from latode.estimators._schedule import decay_over
 
 __all__ = ["FlowDensityEstimator", "AUTO_TRAIN_STEPS", "AUTO_EPOCH_STEPS",
            "AUTO_PATIENCE_STEPS", "AUTO_FINAL_LR_FRACTION"]

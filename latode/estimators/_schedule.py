@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 __all__ = ["AUTO", "AUTO_FINAL_LR_FRACTION", "TARGET_STEPS", "TrainingPlan", "training_plan",
-           "plan_lr_decay", "prediction_chunk"]
+           "decay_over", "plan_lr_decay", "prediction_chunk"]
 
 AUTO = "auto"
 #: Optimisation steps an ``"auto"`` plan aims for (before early stopping).
@@ -72,6 +72,18 @@ def training_plan(n_train: int, batch_size: int | str, max_epochs: int | str,
     return TrainingPlan(int(batch_size), int(max_epochs), patience)
 
 
+def decay_over(n_steps: int, final_fraction: float) -> float:
+    """The per-step learning-rate factor that reaches ``final_fraction`` of the starting rate
+    after ``n_steps`` optimisation steps (the ``lr_decay="auto"`` schedules).
+
+    Examples
+    --------
+    >>> round(decay_over(100, 0.01) ** 100, 6)
+    0.01
+    """
+    return float(final_fraction) ** (1.0 / max(1, int(n_steps)))
+
+
 def plan_lr_decay(lr_decay: float | str, plan: TrainingPlan, n_train: int) -> float:
     """The per-step learning-rate factor of a plan: ``lr_decay`` itself, or with ``"auto"``
     the factor that brings the rate down to :data:`AUTO_FINAL_LR_FRACTION` of its start by
@@ -88,7 +100,7 @@ def plan_lr_decay(lr_decay: float | str, plan: TrainingPlan, n_train: int) -> fl
     if lr_decay != AUTO:
         return float(lr_decay)
     steps = plan.max_epochs * math.ceil(max(int(n_train), 1) / plan.batch_size)
-    return float(AUTO_FINAL_LR_FRACTION) ** (1.0 / max(1, steps))
+    return decay_over(steps, AUTO_FINAL_LR_FRACTION)
 
 
 def prediction_chunk(batch_size: int | str) -> int:

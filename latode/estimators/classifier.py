@@ -25,10 +25,10 @@ from latode.estimators._base import (
     COMMON_CONSTRAINTS,
     SCHEDULE_CONSTRAINTS,
     TorchEstimator,
-    decay_over,
     resolve_device,
 )
 from latode.estimators._inputs import check_class_labels, check_rows
+from latode.estimators._schedule import decay_over
 from latode.nn.odenet import (
     auto_downsample,
     build_classifier_net,
