@@ -60,8 +60,9 @@ Part 7 measures time to a given forecast error on spirals (``benchmarks/spirals.
 noise-free futures are forecast from their windows). ``LatentODEForecaster(random_state=0,
 verbose=0)``, nothing else set, is evaluated every 20 epochs (100 steps) by resuming its fit
 from a checkpoint (each segment given the per-step learning-rate factor that
-``lr_decay="auto"`` gives the whole plan, so that the segments make one default fit); its training seconds are the sum of its epochs' times (validation and the
-weight average included). The plain loop trains the same module from the same initial
+``lr_decay="auto"`` gives the whole plan, so that the segments make one default fit); its
+training seconds are the sum of its epochs' times (validation and the weight average
+included). The plain loop trains the same module from the same initial
 weights for the same number of steps, on all 300 spirals (the estimator holds 60 out for
 validation) in shuffled batches of the same size, with Adam at a constant 1e-2 and no weight
 average, and is evaluated every 100 steps. Evaluation is not timed. Reported: for each error

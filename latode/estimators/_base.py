@@ -68,9 +68,10 @@ COMMON_CONSTRAINTS: dict[str, list] = {
     "verbose": [Interval(int, 0, None)],
 }
 
-#: The exponential learning-rate schedule of estimators that offer one (see Trainer).
+#: The exponential learning-rate schedule of estimators that offer one (see Trainer); each
+#: resolves ``lr_decay="auto"`` over its own training budget.
 SCHEDULE_CONSTRAINTS: dict[str, list] = {
-    "lr_decay": [Interval(float, 0, 1, closed="right")],
+    "lr_decay": [Options(("auto",)), Interval(float, 0, 1, closed="right")],
     "min_learning_rate": [Interval(float, 0, None)],
 }
 

@@ -423,7 +423,7 @@ class ODENetClassifier(_NetClassifier):
         **NET_CONSTRAINTS,
         **{k: COMMON_CONSTRAINTS[k]
            for k in ("solver", "rtol", "atol", "adjoint", "step_size", "max_num_steps")},
-        "lr_decay": [Options(("auto",)), *SCHEDULE_CONSTRAINTS["lr_decay"]],
+        "lr_decay": SCHEDULE_CONSTRAINTS["lr_decay"],
     }
 
     def __init__(self, input_shape=None, width="auto", downsample="auto", *, solver="bosh3",

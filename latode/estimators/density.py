@@ -145,7 +145,6 @@ class CNFDensityEstimator(FlowDensityEstimator):
         **SCHEDULE_CONSTRAINTS,
         "max_epochs": [Options(("auto",)), *COMMON_CONSTRAINTS["max_epochs"]],
         "patience": [Options(("auto",)), *COMMON_CONSTRAINTS["patience"]],
-        "lr_decay": [Options(("auto",)), *SCHEDULE_CONSTRAINTS["lr_decay"]],
         "hidden": [Predicate(_positive_int_sequence, "a non-empty tuple of positive ints")],
         "time_dependent": [Options((True, False))],
         "integration_time": [Interval(float, 0, None, closed="neither")],
@@ -263,8 +262,10 @@ class PlanarFlowDensityEstimator(FlowDensityEstimator):
     max_epochs, batch_size, learning_rate, weight_decay, grad_clip, patience,
     validation_fraction, random_state, device, verbose
         Training settings; early stopping watches the held-out negative log-likelihood.
-    lr_decay : float in (0, 1], default=1.0
-        Learning-rate factor per optimisation step; 1.0 keeps the rate constant.
+    lr_decay : float in (0, 1] or "auto", default=1.0
+        Learning-rate factor per optimisation step; 1.0 keeps the rate constant, ``"auto"``
+        lowers it exponentially to a tenth of ``learning_rate`` over the ``max_epochs``
+        budget.
     min_learning_rate : float, default=0.0
         Floor of that decay.
 
