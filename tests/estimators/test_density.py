@@ -183,6 +183,16 @@ def test_bad_schedule_is_named(params):
             estimator.fit(np.zeros((10, 2)))
 
 
+def test_planar_flow_takes_the_auto_schedule_down_to_a_tenth_over_its_epochs():
+    X = np.random.default_rng(0).normal(size=(128, 2))
+    flow = PlanarFlowDensityEstimator(**{**SMALL_PLANAR, "max_epochs": 4, "patience": None},
+                                      lr_decay="auto", validation_fraction=0.0,
+                                      random_state=0).fit(X)
+    rates = [r["lr"] for r in flow.history_]
+    assert rates[-1] == pytest.approx(0.1 * flow.learning_rate)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+
+
 def test_evaluation_tolerances_set_the_reported_densities_and_samples():
     X = gaussian_data(400, seed=4)
     cnf = CNFDensityEstimator(hidden=(16,), rtol=1e-2, atol=1e-2, eval_rtol=1e-7,
