@@ -17,7 +17,7 @@ from sklearn.base import DensityMixin
 
 from latode.estimators._base import TorchEstimator, resolve_device, seed_from
 from latode.estimators._inputs import check_positive_int, check_rows
-from latode.estimators._schedule import decay_over
+from latode.estimators._schedule import resolve_lr_decay
 
 __all__ = ["FlowDensityEstimator", "AUTO_TRAIN_STEPS", "AUTO_EPOCH_STEPS",
            "AUTO_PATIENCE_STEPS", "AUTO_FINAL_LR_FRACTION"]
@@ -86,10 +86,9 @@ class FlowDensityEstimator(DensityMixin, TorchEstimator):
         patience = self.patience
         if patience == "auto":
             patience = math.ceil(AUTO_PATIENCE_STEPS / per_epoch)
-        decay = getattr(self, "lr_decay", 1.0)
-        if decay == "auto":
-            decay = decay_over(max_epochs * per_epoch, AUTO_FINAL_LR_FRACTION)
-        return passes, max_epochs, patience, float(decay)
+        decay = resolve_lr_decay(getattr(self, "lr_decay", 1.0), max_epochs * per_epoch,
+                                 AUTO_FINAL_LR_FRACTION)
+        return passes, max_epochs, patience, decay
 
     # --------------------------------------------------------------------- fit
     def fit(self, X, y=None, *, checkpoint_dir=None, tracking=None):

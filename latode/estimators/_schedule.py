@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 __all__ = ["AUTO", "AUTO_FINAL_LR_FRACTION", "TARGET_STEPS", "TrainingPlan", "training_plan",
-           "decay_over", "plan_lr_decay", "prediction_chunk"]
+           "decay_over", "resolve_lr_decay", "plan_lr_decay", "prediction_chunk"]
 
 AUTO = "auto"
 #: Optimisation steps an ``"auto"`` plan aims for (before early stopping).
@@ -84,6 +84,23 @@ def decay_over(n_steps: int, final_fraction: float) -> float:
     return float(final_fraction) ** (1.0 / max(1, int(n_steps)))
 
 
+def resolve_lr_decay(lr_decay: float | str, n_steps: int, final_fraction: float) -> float:
+    """An estimator's per-step learning-rate factor: ``lr_decay`` itself, or with ``"auto"``
+    the factor that reaches ``final_fraction`` of the starting rate after ``n_steps``
+    optimisation steps (:func:`decay_over`).
+
+    Examples
+    --------
+    >>> resolve_lr_decay(0.999, 100, 0.1)
+    0.999
+    >>> round(resolve_lr_decay("auto", 100, 0.1) ** 100, 6)
+    0.1
+    """
+    if lr_decay == AUTO:
+        return decay_over(n_steps, final_fraction)
+    return float(lr_decay)
+
+
 def plan_lr_decay(lr_decay: float | str, plan: TrainingPlan, n_train: int) -> float:
     """The per-step learning-rate factor of a plan: ``lr_decay`` itself, or with ``"auto"``
     the factor that brings the rate down to :data:`AUTO_FINAL_LR_FRACTION` of its start by
@@ -97,10 +114,8 @@ def plan_lr_decay(lr_decay: float | str, plan: TrainingPlan, n_train: int) -> fl
     >>> plan_lr_decay(0.999, plan, 50)
     0.999
     """
-    if lr_decay != AUTO:
-        return float(lr_decay)
     steps = plan.max_epochs * math.ceil(max(int(n_train), 1) / plan.batch_size)
-    return decay_over(steps, AUTO_FINAL_LR_FRACTION)
+    return resolve_lr_decay(lr_decay, steps, AUTO_FINAL_LR_FRACTION)
 
 
 def prediction_chunk(batch_size: int | str) -> int:

@@ -28,7 +28,7 @@ from latode.estimators._base import (
     resolve_device,
 )
 from latode.estimators._inputs import check_class_labels, check_rows
-from latode.estimators._schedule import decay_over
+from latode.estimators._schedule import resolve_lr_decay
 from latode.nn.odenet import (
     auto_downsample,
     build_classifier_net,
@@ -171,10 +171,8 @@ class _NetClassifier(ClassifierMixin, TorchEstimator):
 
     def _lr_decay(self, steps_per_epoch: int) -> float:
         """The per-step learning-rate factor; ``"auto"`` spreads the decay over the run."""
-        decay = getattr(self, "lr_decay", 1.0)
-        if decay == "auto":
-            return decay_over(steps_per_epoch * int(self.max_epochs), AUTO_FINAL_LR_FRACTION)
-        return float(decay)
+        return resolve_lr_decay(getattr(self, "lr_decay", 1.0),
+                                steps_per_epoch * int(self.max_epochs), AUTO_FINAL_LR_FRACTION)
 
     def _check_input_shape(self, n_features: int) -> None:
         shape = self.input_shape
