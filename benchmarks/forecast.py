@@ -278,14 +278,19 @@ def evaluate(task: Task, forecast: pd.DataFrame) -> dict:
     return row
 
 
+def baseline_forecasts(task: Task) -> dict[str, pd.DataFrame]:
+    """The last value carried forward and the straight line through the last four points,
+    at the task's target rows, by name."""
+    args = (task.context, task.target, task.channels)
+    return {"last value": last_value_forecast(*args, train_mean=task.train_mean),
+            "straight line (last 4)": linear_forecast(*args, n_last=4,
+                                                      train_mean=task.train_mean)}
+
+
 def baseline_rows(task: Task) -> list[dict]:
     """The rows of the last-value and straight-line baselines."""
-    args = (task.context, task.target, task.channels)
-    forecasts = {"last value": last_value_forecast(*args, train_mean=task.train_mean),
-                 "straight line (last 4)": linear_forecast(*args, n_last=4,
-                                                           train_mean=task.train_mean)}
     return [{"task": task.name, "model": name, **evaluate(task, f), "fit_s": 0.0, "epochs": 0}
-            for name, f in forecasts.items()]
+            for name, f in baseline_forecasts(task).items()]
 
 
 def run_models(task: Task, models: Mapping[str, Callable[[Task], object]],
