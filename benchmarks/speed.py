@@ -79,7 +79,6 @@ side by side in the same run. ``python benchmarks/speed.py`` (about 12 minutes) 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import subprocess
@@ -570,7 +569,7 @@ def time_to_spiral_error(setup: dict) -> tuple[list[dict], list[dict]]:
     max_epochs = min(plan.max_epochs, config["max_epochs"])
     # The default rate decays over the whole plan; each resumed segment is given that
     # plan's per-step factor, so that the segments make one default fit.
-    lr_decay = plan_lr_decay(AUTO, dataclasses.replace(plan, max_epochs=max_epochs), n_fit)
+    lr_decay = plan_lr_decay(AUTO, plan, n_fit)
 
     path = []
     with tempfile.TemporaryDirectory() as folder:

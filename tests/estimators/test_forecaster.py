@@ -349,6 +349,20 @@ def test_auto_learning_rate_decay_ends_at_a_tenth_of_the_rate_on_the_last_planne
         small(lr_decay="fast").fit(df)
 
 
+def test_auto_epochs_cap_stops_the_fit_without_hurrying_the_auto_decay():
+    # 8 series in one batch of 8: one step an epoch, so the "auto" plan is 2000 epochs; a
+    # cap of 3 ends the fit after three steps of that plan's decay, not of a 3-epoch one.
+    df, _ = linear_ode_frame(n=8, k=6)
+    model = small(validation_fraction=0.0, learning_rate=0.01, max_epochs="auto",
+                  batch_size="auto", patience=None)
+    model._most_epochs = 3
+    model.fit(df)
+    rates = [r["lr"] for r in model.history_]
+    assert rates == pytest.approx([0.01 * 0.1 ** ((e + 1) / 2000) for e in range(3)])
+    plan = training_plan(8, "auto", "auto", None, most_epochs=3)
+    assert (plan.max_epochs, plan.decay_epochs) == (3, 2000)
+
+
 @pytest.mark.parametrize("cls, most", [(LatentODEForecaster, 225), (RNNForecaster, 300)])
 def test_auto_epochs_stop_at_the_estimators_own_cap(cls, most):
     # 32 training series (batches of 8, four steps an epoch): 2000 steps would be 500
