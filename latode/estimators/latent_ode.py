@@ -207,8 +207,8 @@ class LatentODEForecaster(BaseForecaster):
         "horizon_noise": [InstanceOf(bool)],
     }
     _added_parameters = {"slope_points": 0, "horizon_noise": False, "free_bits": 0.0}
-    # With its rate decaying (lr_decay="auto") a fit gains little after 225 epochs; a latent
-    # ODE's epoch costs several of the GRU-Δt's, so the cap is its own.
+    # A latent ODE's epoch costs several of the GRU-Δt's, so its cap is its own: on the small
+    # sets of benchmarks/README.md, 600 epochs lowered the errors by 4% for 1.7x the time.
     _most_epochs = 225
 
     def __init__(self, latent_dim=8, hidden=(64, 64), encoder="ode-rnn", encoder_hidden=32,
