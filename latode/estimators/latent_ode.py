@@ -138,6 +138,18 @@ class LatentODEForecaster(BaseForecaster):
         intervals then widen with the horizon, and training weighs each error by how far
         ahead it lies, so the near future, which the context says most about, is fitted
         most closely. False: the same noise at every horizon (the papers' model).
+    mean_reversion : bool, default=True
+        Let each channel's mean drift from the series' level toward a long-run mean, as an
+        Ornstein-Uhlenbeck process's does: ``m + (level - m) * (1 - j) * exp(-k * h)`` at a
+        time ``h`` from the reading the level came from, where ``m`` (in standardised units),
+        the rate ``k`` and the share ``j`` that a reading's own noise puts behind at once are
+        learned per channel; the latent ODE adds each series' own movement to this. Measured
+        values that scatter around a common range (vital signs, lab values) are then not
+        carried forward as if the last reading were exact, which one latent state cannot
+        learn for many channels at once. ``k`` and ``j`` start near 0, so a fit starts from
+        the model without it, and stay there on data where each series keeps its own level.
+        Needs a ``level``; with ``level=None`` there is nothing to revert from and it is
+        off.
     id_col, time_col : str, default="unique_id", "ds"
     target_cols : str, list of str or None
         Value channels; ``None`` takes every numeric column besides id, time and the
@@ -205,8 +217,10 @@ class LatentODEForecaster(BaseForecaster):
         "slope_points": [Predicate(is_slope_points, "0, or an int >= 2")],
         "clock": [InstanceOf(bool)],
         "horizon_noise": [InstanceOf(bool)],
+        "mean_reversion": [InstanceOf(bool)],
     }
-    _added_parameters = {"slope_points": 0, "horizon_noise": False, "free_bits": 0.0}
+    _added_parameters = {"slope_points": 0, "horizon_noise": False, "free_bits": 0.0,
+                         "mean_reversion": False}
     # A latent ODE's epoch costs several of the GRU-Δt's, so its cap is its own: on the small
     # sets of benchmarks/README.md, 600 epochs lowered the errors by 4% for 1.7x the time.
     _most_epochs = 225
@@ -219,7 +233,7 @@ class LatentODEForecaster(BaseForecaster):
                  lr_decay="auto", min_learning_rate=0.0, ema_decay=0.99, kl_warmup=0,
                  free_bits=0.5,
                  observation_std=None, level="last", slope_points=4, clock=False,
-                 horizon_noise=True, weight_decay=0.0,
+                 horizon_noise=True, mean_reversion=True, weight_decay=0.0,
                  grad_clip=1.0, patience="auto", validation_fraction=0.2, id_col="unique_id",
                  time_col="ds", target_cols=None, past_covariates=None,
                  future_covariates=None, impulse_covariates=None, time_scale=None,
@@ -253,6 +267,7 @@ class LatentODEForecaster(BaseForecaster):
         self.slope_points = slope_points
         self.clock = clock
         self.horizon_noise = horizon_noise
+        self.mean_reversion = mean_reversion
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
         self.patience = patience
@@ -278,7 +293,8 @@ class LatentODEForecaster(BaseForecaster):
             observation_std=None if self.observation_std is None
             else float(self.observation_std),
             level=self.level, slope_points=int(self.slope_points), clock=bool(self.clock),
-            horizon_noise=bool(self.horizon_noise), **covariate_shapes(self.converter_),
+            horizon_noise=bool(self.horizon_noise), mean_reversion=bool(self.mean_reversion),
+            **covariate_shapes(self.converter_),
         )
 
     def _module_solvers(self, *, predicting: bool = False) -> dict[str, SolverOptions]:

@@ -184,7 +184,8 @@ def test_save_load_and_pickle_round_trip(cls, tmp_path):
 
 @pytest.mark.parametrize("name, before, default", [("slope_points", 0, 4),
                                                    ("horizon_noise", False, True),
-                                                   ("free_bits", 0.0, 0.5)])
+                                                   ("free_bits", 0.0, 0.5),
+                                                   ("mean_reversion", False, True)])
 def test_a_file_saved_before_a_parameter_existed_loads_as_the_model_it_was(tmp_path, name,
                                                                            before, default):
     # Files written before the parameter existed hold a model fitted without it.
@@ -649,10 +650,11 @@ def test_draws_beyond_the_memory_budget_are_refused_before_any_solve(fitted_smal
         model.sample(df, horizon=[1.0], n_samples=10**9)
 
 
-def test_horizon_noise_is_a_bool():
+@pytest.mark.parametrize("name", ["horizon_noise", "mean_reversion"])
+def test_switches_of_the_model_are_bools(name):
     df, _ = linear_ode_frame(n=6, k=5)
-    with pytest.raises((TypeError, ValueError), match="'horizon_noise' parameter"):
-        small(horizon_noise="yes").fit(df)
+    with pytest.raises((TypeError, ValueError), match=f"'{name}' parameter"):
+        small(**{name: "yes"}).fit(df)
 
 
 def test_the_noise_drawn_around_a_forecast_grows_with_its_horizon_as_the_model_says():
@@ -695,3 +697,4 @@ def test_free_bits_change_training_but_not_the_score_of_a_fitted_model():
     score = relaxed.score(df)
     relaxed.set_params(free_bits=0.0)  # score reads the full bound whatever the setting
     assert relaxed.score(df) == score
+

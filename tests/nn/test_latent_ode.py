@@ -33,11 +33,11 @@ def test_solve_from_goes_backward_and_forward_like_the_exponential():
     torch.testing.assert_close(z[:, 0, 0], expected, rtol=1e-7, atol=1e-9)
 
 
-def model(adjoint=False, encoder="rnn", level=None):
+def model(adjoint=False, encoder="rnn", level=None, **kw):
     torch.manual_seed(0)
     options = SolverOptions(rtol=1e-9, atol=1e-10, adjoint=adjoint)
     return LatentODE(2, latent_dim=3, hidden=(8,), encoder=encoder, encoder_hidden=6,
-                     solver=options, level=level).double()
+                     solver=options, level=level, **kw).double()
 
 
 def batch(seed=1):
@@ -55,8 +55,14 @@ def elbo_sum(m, seed=0):
     return bound.sum()
 
 
-def test_elbo_gradient_matches_finite_differences():
-    m = model()
+@pytest.mark.parametrize("kw", [{}, {"level": "last", "mean_reversion": True}])
+def test_elbo_gradient_matches_finite_differences(kw):
+    m = model(**kw)
+    if kw:  # away from their initial values, so that the check sees every term
+        with torch.no_grad():
+            m.reversion_mean.copy_(torch.tensor([0.4, -0.3]))
+            m.log_reversion_rate.copy_(torch.tensor([0.2, -0.5]))
+            m.reversion_jump.copy_(torch.tensor([-1.0, 0.5]))
     loss = elbo_sum(m)
     loss.backward()
     eps = 1e-6
@@ -328,6 +334,71 @@ def test_the_mean_at_the_origin_is_the_last_value_under_the_last_level(kind):
         assert seen[0, 1] == 0 and (at_origin[:, 0, 1] == 0).all()
     else:
         assert gap.abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["last", "mean"])
+def test_mean_reversion_pulls_each_channel_from_its_level_like_an_ornstein_uhlenbeck_mean(kind):
+    # With the decoder's output held constant, only the reversion moves the means: away from
+    # the time its level was read, each channel's mean is m + (level - m)(1 - j) exp(-k h),
+    # h the time from that reading (before it as after it), j the share of the distance to
+    # m that a reading's noise puts behind at once; at the reading itself, the level.
+    m = model(level=kind, mean_reversion=True)
+    double = dict(dtype=torch.float64)
+    target, rate, jump = np.array([0.5, -2.0]), np.array([1.5, 0.25]), np.array([0.3, 0.0])
+    with torch.no_grad():
+        last = m.decoder[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0.7, -1.1], **double))
+        m.reversion_mean.copy_(torch.tensor(target, **double))
+        m.log_reversion_rate.copy_(torch.tensor(rate, **double).log())
+        m.reversion_jump.copy_(torch.logit(torch.tensor(jump, **double)))
+    times, values, mask = batch()
+    mask[0, 1, 1], mask[0, 2:, 1] = 1.0, 0.0  # series 0 last shows channel 1 at 0.3
+    values = values * mask
+    context = m.encode(times, values, mask)
+    with torch.no_grad():
+        mean = m.decode(context.mu[None], context, times)[0].numpy()  # (batch, T, channels)
+    level = context.level.numpy()[:, None, :]
+    t, read = times.numpy(), mask.numpy() > 0
+    read_at = np.array([[t[np.flatnonzero(read[b, :, c])[-1]] for c in range(2)]
+                        for b in range(len(read))])
+    assert read_at[0, 1] == 0.3
+    horizon = np.abs(t[None, :, None] - read_at[:, None, :])
+    pull = np.where(horizon > 0, 1 - (1 - jump) * np.exp(-rate * horizon), 0.0)
+    expected = level + (target - level) * pull
+    if kind == "mean":  # not anchored: the decoder's constant output adds to every time
+        expected = expected + np.array([0.7, -1.1])
+    np.testing.assert_allclose(mean, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("noise, spread, sign", [(1.0, 0.2, -1.0), (0.01, 1.0, 1.0)])
+def test_training_pulls_toward_the_mean_only_where_readings_do_not_persist(noise, spread,
+                                                                           sign):
+    # Readings scattered around a common mean (noise 1, levels 0.2 apart): the bound rises
+    # with a faster pull and a larger jump, so training raises them (the gradient of the
+    # loss is negative). Series that keep levels of their own (noise 0.01, levels 1 apart):
+    # any pull away from a series' level costs, so training lowers them.
+    g = torch.Generator().manual_seed(0)
+    n, k = 256, 8
+    times = torch.linspace(0.0, 1.0, k, dtype=torch.float64)
+    own = spread * torch.randn(n, 1, 1, generator=g, dtype=torch.float64)
+    values = own + noise * torch.randn(n, k, 1, generator=g, dtype=torch.float64)
+    mask = torch.ones_like(values)
+    read = mask.clone()
+    read[:, k // 2:] = 0.0  # the first half read, all scored
+    torch.manual_seed(0)
+    m = LatentODE(1, latent_dim=2, hidden=(8,), encoder="rnn", encoder_hidden=6,
+                  level="last", mean_reversion=True).double()
+    bound, _ = m.elbo(times, values, mask, enc_mask=read, n_samples=4)
+    (-bound.sum()).backward()
+    assert sign * m.reversion_jump.grad.item() > 0
+    assert sign * m.log_reversion_rate.grad.item() > 0
+
+
+def test_without_a_level_there_is_nothing_to_revert_from():
+    m = model(level=None, mean_reversion=True)
+    assert not m.mean_reversion
+    assert not any("reversion" in name for name, _ in m.named_parameters())
 
 
 def test_decoding_only_the_needed_pairs_matches_the_full_decode():
