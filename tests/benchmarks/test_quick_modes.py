@@ -19,7 +19,8 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SCRIPTS = sorted(p.stem for p in BENCHMARKS.glob("[!_]*.py"))
 PHYSIONET = BENCHMARKS.parents[1] / "shared" / "data" / "physionet2012" / "set-a.tar.gz"
 #: Scripts whose quick mode reads PhysioNet 2012 set A from the shared data folder.
-NEEDS_PHYSIONET = {"forecast", "physionet", "physionet_ranges", "covariates"}
+NEEDS_PHYSIONET = {"forecast", "physionet", "physionet_ranges", "physionet_shrink",
+                   "covariates"}
 
 
 def test_every_script_is_covered():
