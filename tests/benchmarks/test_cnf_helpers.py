@@ -3,18 +3,13 @@ mixture's parameter count against the BIC that scikit-learn computes from its ow
 the paired difference's standard error against scipy's paired t statistic, and a table row
 of a tiny run against its own models."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from cnf import QUICK, evaluate_set, mixture_parameters, paired_difference
 from scipy import stats
 from sklearn.mixture import GaussianMixture
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from cnf import QUICK, evaluate_set, mixture_parameters, paired_difference  # noqa: E402
-
-from latode.datasets import make_toy2d  # noqa: E402
+from latode.datasets import make_toy2d
 
 
 @pytest.mark.parametrize("k, d", [(1, 1), (3, 2), (4, 6)])

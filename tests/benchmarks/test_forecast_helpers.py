@@ -1,15 +1,10 @@
 """The baselines and task splits of ``benchmarks/forecast.py`` against hand-computed answers
 (no model is fitted)."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from forecast import (  # noqa: E402
+from forecast import (
     RDATA,
     Task,
     evaluate,

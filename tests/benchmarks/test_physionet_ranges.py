@@ -1,17 +1,13 @@
 """The range arithmetic of ``benchmarks/physionet_ranges.py`` against hand-computed answers
 (no data set is read and no model is fitted)."""
 
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from forecast import Task, evaluate  # noqa: E402
-from physionet_ranges import range_rows, range_scale, summarize  # noqa: E402
+from forecast import Task, evaluate
+from physionet_ranges import range_rows, range_scale, summarize
 
 NAN = np.nan
 

@@ -1,15 +1,10 @@
 """The shrink arithmetic of ``benchmarks/physionet_shrink.py`` against hand-computed answers
 (no data set is read and no model is fitted)."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from physionet_shrink import shrink_weights, shrunk_forecast  # noqa: E402
+from physionet_shrink import shrink_weights, shrunk_forecast
 
 NAN = np.nan
 
