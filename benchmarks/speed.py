@@ -242,7 +242,7 @@ def plain_module(estimator, n_channels: int, random_state: int = 0):
     torch.manual_seed(seed_from(random_state))  # what fit seeds before building its module
     module = LatentODE(n_channels, latent_dim=8, hidden=(64, 64), encoder="ode-rnn",
                        encoder_hidden=32, solver=solver, encoder_solver=encoder_solver,
-                       level="last", slope_points=4, horizon_noise=True)
+                       level="last", slope_points=4, horizon_noise=True, mean_reversion=True)
     fitted = estimator.module_
     same = (repr(module) == repr(fitted) and module.solver == fitted.solver
             and module.encoder.solver == fitted.encoder.solver
