@@ -374,10 +374,10 @@ def test_mean_reversion_pulls_each_channel_from_its_level_like_an_ornstein_uhlen
 @pytest.mark.parametrize("noise, spread, sign", [(1.0, 0.2, -1.0), (0.01, 1.0, 1.0)])
 def test_training_pulls_toward_the_mean_only_where_readings_do_not_persist(noise, spread,
                                                                            sign):
-    # Readings scattered around a common mean (noise 1, levels 0.2 apart): the bound rises
-    # with a faster pull and a larger jump, so training raises them (the gradient of the
-    # loss is negative). Series that keep levels of their own (noise 0.01, levels 1 apart):
-    # any pull away from a series' level costs, so training lowers them.
+    # Readings scattered around a common mean (noise 1 around levels of s.d. 0.2): the bound
+    # rises with a faster pull and a larger jump, so training raises them (the gradient of
+    # the loss is negative). Series that keep levels of their own (noise 0.01 around levels
+    # of s.d. 1): any pull away from a series' level costs, so training lowers them.
     g = torch.Generator().manual_seed(0)
     n, k = 256, 8
     times = torch.linspace(0.0, 1.0, k, dtype=torch.float64)
