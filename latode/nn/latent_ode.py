@@ -43,17 +43,20 @@ __all__ = ["LEVELS", "Covariates", "LatentContext", "LatentODE", "context_level"
 
 
 def _at_pairs(function, path: torch.Tensor, needed: torch.Tensor | None) -> torch.Tensor:
-    """``function(states, series)`` of ``path`` (samples, batch, T, d) at the (series, time)
-    pairs of ``needed`` only, zeros elsewhere; ``series`` indexes each state's series.
+    """``function(states, series, time)`` of ``path`` (samples, batch, T, d) at the (series,
+    time) pairs of ``needed`` only, zeros elsewhere; ``series`` and ``time`` index each
+    state's series and grid time.
 
     A batch's grid is the union of its series' times, so most pairs are not observations;
     the decoder then runs on the observed pairs alone.
     """
     if needed is None:
-        series = torch.arange(path.shape[1], device=path.device).view(-1, 1)
-        return function(path, series.expand(path.shape[1], path.shape[2]))
+        batch, steps = path.shape[1:3]
+        series = torch.arange(batch, device=path.device).view(-1, 1).expand(batch, steps)
+        time = torch.arange(steps, device=path.device).view(1, -1).expand(batch, steps)
+        return function(path, series, time)
     series, time = needed.nonzero(as_tuple=True)
-    part = function(path[:, series, time], series)  # (samples, pairs, ...)
+    part = function(path[:, series, time], series, time)  # (samples, pairs, ...)
     out = part.new_zeros(path.shape[:3] + part.shape[2:])
     out[:, series, time] = part
     return out
@@ -475,27 +478,29 @@ class LatentODE(nn.Module):
         offset = context.level.unsqueeze(0)  # (samples, batch, channels)
         if self.anchored:
             offset = offset - self.decoder(self._decoded(state))
-        means = _at_pairs(lambda z, b: self.decoder(self._decoded(z)) + offset[:, b], path,
-                          needed)
+        def at_pairs(z, series, time):
+            means = self.decoder(self._decoded(z)) + offset[:, series]
+            if self.mean_reversion:
+                means = means + self._reversion(context, series, times[time])
+            return means
+
+        means = _at_pairs(at_pairs, path, needed)
         if self.dosed:
             means = means + self._dose_effect(state[..., :self.latent_dim], context, times,
                                               needed)
-        if self.mean_reversion:
-            means = means + self._reversion(context, times, needed)
         return means
 
-    def _reversion(self, context: LatentContext, times: torch.Tensor,
-                   needed: torch.Tensor | None) -> torch.Tensor:
-        """The mean reversion's share of the means (1, batch, T, channels), zeros outside
-        ``needed``: each channel's pull from its level toward ``reversion_mean``, by the time
-        from the reading its level came from (``mean_reversion`` in :class:`LatentODE`)."""
-        horizon = (times.view(1, -1, 1) - context.level_time.unsqueeze(1)).abs()
+    def _reversion(self, context: LatentContext, series: torch.Tensor, at: torch.Tensor
+                   ) -> torch.Tensor:
+        """The mean reversion's share of the means of ``series`` at times ``at`` (both of
+        one shape, ``(...)``), shape ``(..., channels)``: each channel's pull from its level
+        toward ``reversion_mean``, by the time from the reading its level came from
+        (``mean_reversion`` in :class:`LatentODE`)."""
+        horizon = (at.unsqueeze(-1) - context.level_time[series]).abs()
         kept = (1.0 - torch.sigmoid(self.reversion_jump)) * torch.exp(
             -self.log_reversion_rate.exp() * horizon)
         pull = torch.where(horizon > 0, 1.0 - kept, torch.zeros_like(kept))
-        if needed is not None:
-            pull = pull * needed.unsqueeze(-1).to(pull)
-        return ((self.reversion_mean - context.level).unsqueeze(1) * pull).unsqueeze(0)
+        return (self.reversion_mean - context.level[series]) * pull
 
     def _dose_effect(self, z: torch.Tensor, context: LatentContext, times: torch.Tensor,
                      needed: torch.Tensor | None) -> torch.Tensor:
@@ -543,7 +548,7 @@ class LatentODE(nn.Module):
         state = solve_at(self.augmented, state0, context.origin, times, self.solver, needed)
         path, cumulative = state[..., :-1], state[..., -1]
         means = self._means(path, z, context, needed, times)
-        return means, _at_pairs(lambda z, b: self.intensity.log_rate(z), path, needed), \
+        return means, _at_pairs(lambda z, b, t: self.intensity.log_rate(z), path, needed), \
             cumulative
 
     @staticmethod
