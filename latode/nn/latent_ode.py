@@ -474,10 +474,12 @@ class LatentODE(nn.Module):
                needed: torch.Tensor | None, times: torch.Tensor) -> torch.Tensor:
         """Channel means (samples, batch, T, channels) on a solved ``path`` from ``state``
         at the origins: the decoder's output (counted from its value at the origin under
-        ``level="last"``) plus the level (zeros outside ``needed``)."""
+        ``level="last"``) plus the level, the pull toward the long-run means with
+        ``mean_reversion`` and the doses' response (zeros outside ``needed``)."""
         offset = context.level.unsqueeze(0)  # (samples, batch, channels)
         if self.anchored:
             offset = offset - self.decoder(self._decoded(state))
+
         def at_pairs(z, series, time):
             means = self.decoder(self._decoded(z)) + offset[:, series]
             if self.mean_reversion:
