@@ -697,4 +697,3 @@ def test_free_bits_change_training_but_not_the_score_of_a_fitted_model():
     score = relaxed.score(df)
     relaxed.set_params(free_bits=0.0)  # score reads the full bound whatever the setting
     assert relaxed.score(df) == score
-
