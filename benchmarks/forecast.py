@@ -249,9 +249,10 @@ def evaluate(task: Task, forecast: pd.DataFrame) -> dict:
     -------
     dict
         ``MAE``, ``RMSE`` (pooled over every observed value), ``MSE`` (per channel, then
-        averaged over channels: the PhysioNet protocol), ``n_values``; when the forecast
-        has the quantile columns ``<ch>_q0.05`` .. ``<ch>_q0.95`` also ``CRPS``, and with
-        ``<ch>-lo-80`` / ``<ch>-hi-80`` also ``coverage80``.
+        averaged over channels: the PhysioNet protocol), ``n_values``; with several
+        channels also ``MSE_by_channel`` (each channel with targets to its MSE); when the
+        forecast has the quantile columns ``<ch>_q0.05`` .. ``<ch>_q0.95`` also ``CRPS``,
+        and with ``<ch>-lo-80`` / ``<ch>-hi-80`` also ``coverage80``.
     """
     merged = task.target[[*KEYS, *task.channels]].merge(
         forecast, on=KEYS, how="left", suffixes=("", "__hat"))
@@ -262,10 +263,13 @@ def evaluate(task: Task, forecast: pd.DataFrame) -> dict:
                          f"(channels {missing}); predict at task.target[['unique_id', 'ds']].")
     truth = _pooled(merged, task, str)
     mean = _pooled(merged, task, lambda c: f"{c}__hat")
-    per_channel = [np.mean(((merged[f"{c}__hat"] - merged[c]) / task.scale[c]).dropna() ** 2)
-                   for c in task.channels if merged[c].notna().any()]
+    per_channel = {c: float(np.mean(((merged[f"{c}__hat"] - merged[c]) / task.scale[c])
+                                    .dropna() ** 2))
+                   for c in task.channels if merged[c].notna().any()}
     row = {"MAE": mae(truth, mean), "RMSE": rmse(truth, mean),
-           "MSE": float(np.mean(per_channel)), "n_values": int(truth.size)}
+           "MSE": float(np.mean(list(per_channel.values()))), "n_values": int(truth.size)}
+    if len(task.channels) > 1:
+        row["MSE_by_channel"] = per_channel
     q_columns = [f"{task.channels[0]}_q{q:g}" for q in QUANTILES]
     if all(c in forecast.columns for c in q_columns):
         preds = np.column_stack([_pooled(merged, task, lambda c, q=q: f"{c}_q{q:g}")

@@ -64,6 +64,7 @@ def test_evaluate_scales_errors_and_averages_mse_per_channel(frames):
     assert row["RMSE"] == pytest.approx(np.sqrt(3 / 5))
     assert row["MSE"] == pytest.approx(0.5)
     assert row["n_values"] == 5 and "CRPS" not in row
+    assert row["MSE_by_channel"] == pytest.approx({"y": 1.0, "z": 0.0})
 
 
 @pytest.mark.parametrize("key", sorted(RDATA))
