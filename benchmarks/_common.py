@@ -115,20 +115,30 @@ def timed(func: Callable[[], Any], repeats: int = 1) -> tuple[Any, dict[str, Any
     return result, {"median_s": median(times), "times_s": times, "n": len(times)}
 
 
+def _git(*args: str) -> str:
+    """``git <args>``'s output in this checkout ("" without git)."""
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+#: The commit checked out when the script started: the code that ran, even if a commit lands
+#: while a long run goes on.
+_COMMIT_AT_START = _git("rev-parse", "--short", "HEAD")
+
+
 def environment() -> dict[str, Any]:
-    """Where and with what the benchmark ran (for the JSON)."""
+    """Where and with what the benchmark ran (for the JSON): ``git_commit`` is the commit
+    checked out when the script started (``git_commit_at_end`` is added when a later one
+    was checked out by the time the results were written)."""
     import torch
 
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True,
-                                  cwd=Path(__file__).parent, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    commit = git("rev-parse", "--short", "HEAD")
+    at_end = _git("rev-parse", "--short", "HEAD")
+    commit = _COMMIT_AT_START or at_end
     # A result written from edited, uncommitted code cannot be reproduced from git_commit alone.
-    uncommitted = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    uncommitted = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None
     try:
         load = os.getloadavg()[0]
     except OSError:
@@ -140,6 +150,7 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "load_average_1min_at_end": load, "git_commit": commit,
         "git_uncommitted_changes": uncommitted,
+        **({"git_commit_at_end": at_end} if at_end != commit else {}),
     }
 
 
