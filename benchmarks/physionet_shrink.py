@@ -61,7 +61,8 @@ def shrink_rows(task: Task) -> tuple[list[dict], pd.Series]:
     for name, w in (("last value", ones), ("last value shrunk to the training mean", weights)):
         forecast = shrunk_forecast(task.context, task.target, task.channels, mean, w)
         scores = evaluate(task, forecast)
-        rows.append({"model": name, "MSE": scores["MSE"], "MAE": scores["MAE"]})
+        rows.append({"model": name, "MSE": scores["MSE"], "MAE": scores["MAE"],
+                     "MSE_by_channel": scores["MSE_by_channel"]})
     return rows, weights
 
 
